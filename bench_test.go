@@ -1,0 +1,215 @@
+package geocache
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/oschwald/geoip2-golang/v2"
+	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/geocache/geocache/internal/mmdbtest"
+)
+
+// Benchmarks run on the database at GEOCACHE_MMDB (the real GeoLite2-City
+// for the published figures) or else on a generated one, over two seeded
+// streams of 2^20 addresses:
+//
+//   - zipf: networks of the database drawn with Zipf s=1.1 (a random
+//     permutation ranks them), a random address inside each: the skew of
+//     real traffic.
+//   - uniform: uniformly random IPv4 addresses, each in a different /24
+//     block: a miss-heavy stream.
+//
+// Compare variants with benchstat; the README has the commands.
+
+const streamLen = 1 << 20
+
+type benchData struct {
+	path    string
+	zipf    []netip.Addr
+	uniform []netip.Addr
+}
+
+var (
+	benchOnce sync.Once
+	bench     benchData
+)
+
+func loadBench(b *testing.B) *benchData {
+	benchOnce.Do(func() {
+		path := os.Getenv("GEOCACHE_MMDB")
+		if path == "" {
+			data, err := mmdbtest.Generate(mmdbtest.Spec{Seed: 42, Networks: 200_000})
+			if err != nil {
+				panic(err)
+			}
+			f, err := os.CreateTemp("", "geocache-bench-*.mmdb")
+			if err != nil {
+				panic(err)
+			}
+			f.Write(data)
+			f.Close()
+			path = f.Name()
+		}
+		r, err := maxminddb.Open(path)
+		if err != nil {
+			panic(err)
+		}
+		defer r.Close()
+		nets := networksOf(r)
+		rng := rand.New(rand.NewPCG(42, 42))
+		rng.Shuffle(len(nets), func(i, j int) { nets[i], nets[j] = nets[j], nets[i] })
+		z := rand.NewZipf(rng, 1.1, 1, uint64(len(nets)-1))
+		bench.path = path
+		bench.zipf = make([]netip.Addr, streamLen)
+		for i := range bench.zipf {
+			bench.zipf[i] = randomIn(rng, nets[z.Uint64()])
+		}
+		bench.uniform = make([]netip.Addr, streamLen)
+		blocks := rng.Perm(1 << 24)
+		for i := range bench.uniform {
+			bench.uniform[i] = netip.AddrFrom4([4]byte{byte(blocks[i] >> 16), byte(blocks[i] >> 8), byte(blocks[i]), byte(rng.IntN(256))})
+		}
+	})
+	if bench.path == "" {
+		b.Fatal("benchmark data failed to load")
+	}
+	return &bench
+}
+
+// lookupFunc looks one address up; variants differ in what they call.
+type lookupFunc func(netip.Addr) bool
+
+type variant struct {
+	name string
+	open func(b *testing.B, d *benchData, stream []netip.Addr) (lookupFunc, func())
+}
+
+var variants = []variant{
+	{"impl=geoip2", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
+		r, err := geoip2.Open(d.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func(a netip.Addr) bool {
+			_, err := r.City(a)
+			return err == nil
+		}, func() { r.Close() }
+	}},
+	{"impl=maxminddb", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
+		r, err := maxminddb.Open(d.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func(a netip.Addr) bool {
+			var c geoip2.City
+			return r.Lookup(a).Decode(&c) == nil
+		}, func() { r.Close() }
+	}},
+	{"impl=geocache", func(b *testing.B, d *benchData, stream []netip.Addr) (lookupFunc, func()) {
+		return openGeocache(b, d, stream, nil)
+	}},
+	// Every lookup a miss (nearly): a 1 MiB budget against a stream of
+	// distinct /24 blocks.
+	{"impl=geocache-miss", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
+		return openGeocache(b, d, nil, &Options{MaxCost: 1 << 20})
+	}},
+}
+
+// openGeocache opens a cache and primes it with one pass over stream.
+func openGeocache(b *testing.B, d *benchData, prime []netip.Addr, o *Options) (lookupFunc, func()) {
+	c, err := Open[geoip2.City](d.path, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, a := range prime {
+		c.Lookup(a)
+	}
+	waitCache(c)
+	start := c.Stats()
+	return func(a netip.Addr) bool {
+			_, err := c.Lookup(a)
+			return err == nil
+		}, func() {
+			st := c.Stats()
+			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
+			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
+			c.Close()
+		}
+}
+
+func streams(d *benchData) []struct {
+	name string
+	addrs []netip.Addr
+} {
+	return []struct {
+		name  string
+		addrs []netip.Addr
+	}{{"stream=zipf", d.zipf}, {"stream=uniform", d.uniform}}
+}
+
+// BenchmarkLookup: one goroutine, ns per lookup.
+func BenchmarkLookup(b *testing.B) {
+	d := loadBench(b)
+	for _, s := range streams(d) {
+		for _, v := range variants {
+			if skipVariant(s.name, v.name) {
+				continue
+			}
+			b.Run(s.name+"/"+v.name, func(b *testing.B) {
+				lookup, done := v.open(b, d, s.addrs)
+				defer done()
+				b.ReportAllocs()
+				b.ResetTimer()
+				i := 0
+				for b.Loop() {
+					if !lookup(s.addrs[i&(streamLen-1)]) {
+						b.Fatal("lookup failed")
+					}
+					i++
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLookupParallel: b.RunParallel, ns per lookup across all
+// goroutines; compare with BenchmarkLookup for the scaling.
+func BenchmarkLookupParallel(b *testing.B) {
+	d := loadBench(b)
+	for _, s := range streams(d) {
+		for _, v := range variants {
+			if skipVariant(s.name, v.name) {
+				continue
+			}
+			b.Run(s.name+"/"+v.name, func(b *testing.B) {
+				lookup, done := v.open(b, d, s.addrs)
+				defer done()
+				var seed atomic.Uint64
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					i := int(seed.Add(1) * 7919 * 4099)
+					for pb.Next() {
+						if !lookup(s.addrs[i&(streamLen-1)]) {
+							b.Error("lookup failed")
+							return
+						}
+						i++
+					}
+				})
+			})
+		}
+	}
+}
+
+// skipVariant leaves out pairs that measure nothing new: the miss-only
+// variant is meant for the uniform stream, the primed cache for zipf.
+func skipVariant(stream, v string) bool {
+	return (stream == "stream=zipf" && v == "impl=geocache-miss") ||
+		(stream == "stream=uniform" && v == "impl=geocache")
+}

@@ -1,0 +1,517 @@
+package geocache
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/oschwald/maxminddb-golang/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/geocache/geocache/internal/pcpu"
+	"github.com/geocache/geocache/internal/sizeof"
+)
+
+// DefaultMaxCost is the cache budget when Options.MaxCost is zero.
+const DefaultMaxCost = 64 << 20
+
+// Options configure a Cache. The zero value (or a nil *Options) gives the
+// documented defaults.
+type Options struct {
+	// MaxCost is the cache budget in bytes: cached entries, decoded
+	// records and the cache's fixed tables, all counted. Default
+	// DefaultMaxCost (64 MiB). Values below 1 MiB are raised to 1 MiB.
+	MaxCost int64
+
+	// InMemory reads the whole file into the heap instead of mapping it:
+	// no page faults after Open, at the cost of the file's size in heap.
+	// Platforms without mmap always read into memory.
+	InMemory bool
+
+	// Verify runs the reader's full structural check of the database in
+	// Open, so a corrupt file fails there instead of in Lookup. It reads
+	// every byte of the file (about a second for GeoLite2-City).
+	Verify bool
+}
+
+func (o *Options) withDefaults() Options {
+	var v Options
+	if o != nil {
+		v = *o
+	}
+	if v.MaxCost == 0 {
+		v.MaxCost = DefaultMaxCost
+	}
+	v.MaxCost = max(v.MaxCost, 1<<20)
+	return v
+}
+
+// Result is the answer for one address.
+type Result[T any] struct {
+	// Prefix is the network the database answered with, as the maxminddb
+	// reader reports it; it is set for not-found answers too. Every
+	// address inside Prefix has the same Result.
+	Prefix netip.Prefix
+
+	// Record is the decoded record, shared by every lookup that lands in
+	// a network with the same data: treat it as read-only. Nil when
+	// !Found.
+	Record *T
+
+	// Found reports whether the database has a record for the address.
+	Found bool
+}
+
+// Stats is a snapshot of a Cache's counters.
+type Stats struct {
+	Hits        uint64 // lookups answered from the cache
+	Misses      uint64 // lookups that asked the database
+	Entries     int64  // cached networks and split-block markers
+	Records     int64  // distinct decoded records held by entries
+	Cost        int64  // accounted bytes: entries, records and fixed tables
+	MaxCost     int64  // the budget Cost stays within
+	Evictions   uint64 // entries evicted to make room
+	Rejections  uint64 // new entries the admission policy turned away
+	DroppedSets uint64 // new entries dropped because the cache's write buffer was full
+}
+
+// Cache is a MaxMind DB reader with a prefix-aware cache in front of it.
+// All methods are safe for concurrent use.
+type Cache[T any] struct {
+	cur   atomic.Pointer[generation[T]]
+	meta  maxminddb.Metadata
+	stats *pcpu.Cells // A: hits, B: misses
+	close sync.Once
+	err   error
+}
+
+// Open maps the MaxMind DB file at path and returns a cache over it. T is
+// the record type: a geoip2-golang model such as geoip2.City, a struct with
+// `maxminddb` tags, or any. A nil opts gives the defaults.
+func Open[T any](path string, opts *Options) (*Cache[T], error) {
+	o := opts.withDefaults()
+	m, err := load(path, o.InMemory)
+	if err != nil {
+		return nil, err
+	}
+	return newCache[T](m, &o)
+}
+
+// OpenBytes returns a cache over a database held in memory. The cache keeps
+// data; the caller must not modify it.
+func OpenBytes[T any](data []byte, opts *Options) (*Cache[T], error) {
+	o := opts.withDefaults()
+	return newCache[T](&mapping{data: data, path: "(bytes)"}, &o)
+}
+
+func newCache[T any](m *mapping, o *Options) (*Cache[T], error) {
+	g, err := open[T](m, o)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New()}
+	c.cur.Store(g)
+	return c, nil
+}
+
+// Metadata returns the metadata of the database being served.
+func (c *Cache[T]) Metadata() maxminddb.Metadata {
+	if g := c.cur.Load(); g != nil {
+		return g.reader.Metadata
+	}
+	return c.meta
+}
+
+// Close releases the cache and unmaps the file once no lookup is reading
+// it. Lookups after Close return ErrClosed. Close is idempotent; later calls
+// return the first call's error.
+func (c *Cache[T]) Close() error {
+	c.close.Do(func() {
+		if g := c.cur.Swap(nil); g != nil {
+			c.err = g.retire()
+		}
+	})
+	return c.err
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (c *Cache[T]) Stats() Stats {
+	hits, misses, _ := c.stats.Sum()
+	st := Stats{Hits: uint64(hits), Misses: uint64(misses)}
+	if g := c.cur.Load(); g != nil {
+		g.store.stats(&st)
+	}
+	return st
+}
+
+// touchEvery is how often, per P, a front-table hit is reported to
+// ristretto, so its admission policy learns which entries are hot although
+// hits never reach it. A power of two.
+const touchEvery = 16
+
+// Lookup returns the database's answer for ip. IPv4-mapped IPv6 addresses
+// are looked up as IPv4, so ::ffff:1.2.3.4 and 1.2.3.4 give the same
+// Result. Not found is a Result with Found false, not an error.
+//
+// A hit reads only the cache: no lock, no read of the mapping, no
+// allocation, and no write to a shared word. A miss walks the database and
+// decodes the record, unless another network already decoded it.
+func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
+	g := c.cur.Load()
+	if g == nil {
+		return Result[T]{}, ErrClosed
+	}
+	a := normalize(ip)
+	if !a.IsValid() || a.Zone() != "" {
+		return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
+	}
+	k := blockKey(a, stride(a))
+	f := &g.store.front
+	if e := f.get(k); e != nil && e.cover.Contains(a) {
+		if sub := e.sub.Load(); sub != 0 {
+			k = blockKey(a, int(sub))
+			e = f.get(k)
+		}
+		if e != nil && e.sub.Load() == 0 && e.cover.Contains(a) {
+			if c.stats.Local().A.Add(1)&(touchEvery-1) == 0 {
+				c.touch(k)
+			}
+			return e.res, nil
+		}
+	}
+	return c.miss(a, ip)
+}
+
+// touch reports a front-table hit on key k to ristretto.
+func (c *Cache[T]) touch(k uint64) {
+	if g := c.cur.Load(); g != nil {
+		if u, ok := g.enter(); ok {
+			g.store.rc.Get(k)
+			g.exit(u)
+		}
+	}
+}
+
+// miss answers from ristretto, or from the database, on the current
+// generation; a generation retired by a reload is left for the next one.
+func (c *Cache[T]) miss(a, ip netip.Addr) (Result[T], error) {
+	for {
+		g := c.cur.Load()
+		if g == nil {
+			return Result[T]{}, ErrClosed
+		}
+		u, ok := g.enter()
+		if !ok {
+			continue
+		}
+		e, hit, err := g.resolve(a)
+		g.exit(u)
+		if err != nil {
+			return Result[T]{}, &LookupError{Addr: ip, Err: err}
+		}
+		if hit {
+			c.stats.Local().A.Add(1)
+		} else {
+			c.stats.Local().B.Add(1)
+		}
+		return e.res, nil
+	}
+}
+
+// resolve finds a's entry in ristretto or fills it from the database.
+func (g *generation[T]) resolve(a netip.Addr) (e *entry[T], hit bool, err error) {
+	if g.ipv4 && a.Is6() {
+		return nil, false, ErrIPv4Only
+	}
+	s := g.store
+	k := blockKey(a, stride(a))
+	if e := s.get(k, a); e != nil {
+		if sub := e.sub.Load(); sub == 0 {
+			return e, true, nil
+		} else if e := s.get(blockKey(a, int(sub)), a); e != nil && e.sub.Load() == 0 {
+			return e, true, nil
+		}
+	}
+	// Concurrent misses in one first-level block share one fill. In a split
+	// block the shared answer may be another network: check, then fill.
+	sf := &s.flight[k%uint64(len(s.flight))]
+	v, err, _ := sf.Do(string(keyBytes(k)), func() (any, error) { return g.fill(a) })
+	if err != nil {
+		return nil, false, err
+	}
+	if e := v.(*entry[T]); e.cover.Contains(a) {
+		return e, false, nil
+	}
+	e, err = g.fill(a)
+	return e, false, err
+}
+
+func keyBytes(k uint64) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&k)), 8)
+}
+
+// fill asks the database for a and caches the answer.
+func (g *generation[T]) fill(a netip.Addr) (*entry[T], error) {
+	res := g.reader.Lookup(a)
+	if err := res.Err(); err != nil {
+		return nil, err
+	}
+	prefix := res.Prefix()
+	e := &entry[T]{cover: coverOf(a, prefix), res: Result[T]{Prefix: prefix}}
+	if res.Found() {
+		r, err := g.store.record(res)
+		if err != nil {
+			return nil, err
+		}
+		e.rec, e.res.Record, e.res.Found = r, r.val, true
+	}
+	s := g.store
+	bits, st := e.cover.Bits(), stride(a)
+	if bits <= st {
+		e.key = blockKey(a, st)
+	} else {
+		m := s.marker(a, st, bits)
+		e.key = blockKey(a, int(m.sub.Load()))
+	}
+	s.insert(e)
+	return e, nil
+}
+
+// entry is a cached network (sub == 0), or the marker of a split block
+// (sub > 0: the length its networks are keyed at).
+type entry[T any] struct {
+	key   uint64
+	cover netip.Prefix // the network in the address's own family (see coverOf)
+	res   Result[T]
+	rec   *record[T]
+	sub   atomic.Uint32
+}
+
+// record is a decoded record shared by every entry whose network points at
+// the same data offset. It is charged to the budget once, while any cached
+// entry refers to it.
+type record[T any] struct {
+	val  *T
+	off  uintptr
+	size int64 // set by the cost function, in ristretto's goroutine
+	refs atomic.Int64
+}
+
+// entryCost is what one entry costs: the entry itself plus ristretto's
+// per-item bookkeeping (store map slot, policy pair, sketch share).
+func entryCost[T any]() int64 { return int64(unsafe.Sizeof(entry[T]{})) + 160 }
+
+// store is one generation's cache: ristretto, the bounded and cost-accounted
+// store, with a lock-free front table of the entries it holds.
+type store[T any] struct {
+	rc      *ristretto.Cache[uint64, *entry[T]]
+	front   front[T]
+	records sync.Map // uintptr -> *record[T]
+	flight  [16]singleflight.Group
+
+	budget   int64 // MaxCost less the fixed tables
+	fixed    int64 // bytes of the front table and ristretto's sketch
+	entries  atomic.Int64
+	nrec     atomic.Int64
+	recBytes atomic.Int64
+	evicted  atomic.Uint64
+	rejected atomic.Uint64
+	dropped  atomic.Uint64
+}
+
+func newStore[T any](maxCost int64) (*store[T], error) {
+	s := &store[T]{}
+	ec := entryCost[T]()
+	// Front slots: about one per expected entry.
+	slots := 1024
+	for int64(slots) < maxCost/256 && slots < 1<<22 {
+		slots <<= 1
+	}
+	s.front.init(slots)
+	counters := max(maxCost/64, 1024) // ~10x the entries, 3 bytes each
+	s.fixed = int64(slots)*8 + counters*3
+	s.budget = maxCost - s.fixed
+	if s.budget < 64*ec {
+		return nil, errors.New("geocache: MaxCost too small")
+	}
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[T]]{
+		NumCounters:        counters,
+		MaxCost:            s.budget,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
+		Cost:               s.cost,
+		OnExit:             s.exit,
+		OnEvict:            func(*ristretto.Item[*entry[T]]) { s.evicted.Add(1) },
+		OnReject:           func(*ristretto.Item[*entry[T]]) { s.rejected.Add(1) },
+		// A key is never overwritten: a second Set for a present key is
+		// a racing fill of the same answer, or a hash collision.
+		ShouldUpdate: func(cur, prev *entry[T]) bool { return false },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.rc = rc
+	return s, nil
+}
+
+// get returns the entry under k if its network contains a, from the front
+// table or else from ristretto (promoting it to the front table).
+func (s *store[T]) get(k uint64, a netip.Addr) *entry[T] {
+	if e := s.front.get(k); e != nil && e.cover.Contains(a) {
+		return e
+	}
+	if e, ok := s.rc.Get(k); ok && e.cover.Contains(a) {
+		s.front.put(e)
+		return e
+	}
+	return nil
+}
+
+// record returns the decoded record at res's offset, shared if cached.
+func (s *store[T]) record(res maxminddb.Result) (*record[T], error) {
+	off := res.Offset()
+	if r, ok := s.records.Load(off); ok {
+		return r.(*record[T]), nil
+	}
+	r := &record[T]{val: new(T), off: off}
+	if err := res.Decode(r.val); err != nil {
+		return nil, err
+	}
+	s.records.LoadOrStore(off, r)
+	return r, nil
+}
+
+// marker returns the marker of a's split /st block, raising its length to
+// at least bits.
+func (s *store[T]) marker(a netip.Addr, st, bits int) *entry[T] {
+	k := blockKey(a, st)
+	m := s.get(k, a)
+	if m == nil || m.sub.Load() == 0 {
+		m = &entry[T]{key: k, cover: block(a, st)}
+		m.sub.Store(uint32(bits))
+		s.insert(m)
+		return m
+	}
+	for {
+		cur := m.sub.Load()
+		if cur >= uint32(bits) || m.sub.CompareAndSwap(cur, uint32(bits)) {
+			return m
+		}
+	}
+}
+
+// insert publishes e in the front table and offers it to ristretto. The
+// front table gets it first so that ristretto's exit callback, which
+// removes it again on rejection or eviction, always runs after.
+func (s *store[T]) insert(e *entry[T]) {
+	s.front.put(e)
+	if !s.rc.Set(e.key, e, 0) {
+		s.dropped.Add(1)
+		s.front.drop(e)
+		if r := e.rec; r != nil && r.refs.Load() == 0 {
+			s.records.CompareAndDelete(r.off, r)
+		}
+	}
+}
+
+// cost runs in ristretto's goroutine for each entry it is about to admit,
+// keeping the sizing of records off the lookup path. The first entry to
+// hold a record brings the record's bytes into the account.
+func (s *store[T]) cost(e *entry[T]) int64 {
+	s.entries.Add(1)
+	if r := e.rec; r != nil && r.refs.Add(1) == 1 {
+		if r.size == 0 {
+			r.size = sizeof.Of(r.val)
+		}
+		s.records.LoadOrStore(r.off, r)
+		s.nrec.Add(1)
+		s.recBytes.Add(r.size)
+		s.rebudget()
+	}
+	return entryCost[T]()
+}
+
+// exit runs once for every entry that was offered and is now gone:
+// rejected, evicted, or cleared on close.
+func (s *store[T]) exit(e *entry[T]) {
+	if e == nil {
+		return
+	}
+	s.entries.Add(-1)
+	s.front.drop(e)
+	if r := e.rec; r != nil && r.refs.Add(-1) == 0 {
+		s.records.CompareAndDelete(r.off, r)
+		s.nrec.Add(-1)
+		s.recBytes.Add(-r.size)
+		s.rebudget()
+	}
+}
+
+// rebudget gives ristretto what the records leave of the budget, so that
+// entries and records together stay within it.
+func (s *store[T]) rebudget() {
+	s.rc.UpdateMaxCost(max(s.budget-s.recBytes.Load(), 64*entryCost[T]()))
+}
+
+func (s *store[T]) stats(st *Stats) {
+	ec := entryCost[T]()
+	st.Entries = s.entries.Load()
+	st.Records = s.nrec.Load()
+	st.Cost = s.fixed + st.Entries*ec + s.recBytes.Load()
+	st.MaxCost = s.budget + s.fixed
+	st.Evictions = s.evicted.Load()
+	st.Rejections = s.rejected.Load()
+	st.DroppedSets = s.dropped.Load()
+}
+
+func (s *store[T]) close() { s.rc.Close() }
+
+// front is a lock-free, 2-way set-associative table of entries that
+// ristretto holds, read by every lookup before ristretto: a ristretto Get
+// costs ~180 ns, a front probe a few. Ristretto stays the owner: its exit
+// callback removes evicted entries from here.
+type front[T any] struct {
+	slots []atomic.Pointer[entry[T]]
+	mask  uint64
+}
+
+func (f *front[T]) init(n int) {
+	f.slots = make([]atomic.Pointer[entry[T]], n)
+	f.mask = uint64(n-1) &^ 1
+}
+
+func (f *front[T]) get(k uint64) *entry[T] {
+	i := k & f.mask
+	if e := f.slots[i].Load(); e != nil && e.key == k {
+		return e
+	}
+	if e := f.slots[i+1].Load(); e != nil && e.key == k {
+		return e
+	}
+	return nil
+}
+
+// put stores e in its set, most recent first; the older way is displaced.
+func (f *front[T]) put(e *entry[T]) {
+	i := e.key & f.mask
+	first := f.slots[i].Load()
+	if first == e {
+		return
+	}
+	if first == nil || first.key == e.key {
+		f.slots[i].Store(e)
+		return
+	}
+	f.slots[i+1].Store(first)
+	f.slots[i].Store(e)
+}
+
+func (f *front[T]) drop(e *entry[T]) {
+	i := e.key & f.mask
+	f.slots[i].CompareAndSwap(e, nil)
+	f.slots[i+1].CompareAndSwap(e, nil)
+}

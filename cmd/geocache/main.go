@@ -1,0 +1,130 @@
+// Command geocache looks addresses up in a MaxMind DB through geocache.
+//
+//	geocache lookup [-db PATH] IP...   one JSON object per address
+//	geocache lookup [-db PATH] -       addresses one per line on stdin
+//
+// Without -db it uses a small test database embedded in the binary
+// (MaxMind's GeoIP2-City-Test, MIT licensed), so it runs anywhere:
+//
+//	go run ./cmd/geocache lookup 81.2.69.160
+package main
+
+import (
+	"bufio"
+	_ "embed"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/geocache/geocache"
+)
+
+//go:embed default.mmdb
+var defaultDB []byte
+
+const usage = `usage:
+  geocache lookup [-db PATH] IP...   look addresses up; "-" reads them from stdin, one per line
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "lookup":
+		return lookup(args[1:], stdin, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "geocache: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+// openDB opens path, or the embedded database when path is empty.
+func openDB(path string) (*geocache.Cache[any], error) {
+	if path == "" {
+		return geocache.OpenBytes[any](defaultDB, nil)
+	}
+	return geocache.Open[any](path, nil)
+}
+
+type answer struct {
+	IP      string `json:"ip"`
+	Network string `json:"network"`
+	Found   bool   `json:"found"`
+	Record  any    `json:"record"`
+}
+
+func lookup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lookup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	db := fs.String("db", "", "MaxMind DB file (default: the embedded test database)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintf(stderr, "geocache lookup: no address given\n%s", usage)
+		return 2
+	}
+	c, err := openDB(*db)
+	if err != nil {
+		fmt.Fprintf(stderr, "geocache lookup: %v\n", err)
+		return 1
+	}
+	defer c.Close()
+
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	failed := false
+	one := func(s string) {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return
+		}
+		ip, err := netip.ParseAddr(s)
+		if err == nil {
+			var res geocache.Result[any]
+			if res, err = c.Lookup(ip); err == nil {
+				a := answer{IP: ip.String(), Network: res.Prefix.String(), Found: res.Found}
+				if res.Found {
+					a.Record = *res.Record
+				}
+				err = enc.Encode(a)
+			}
+		}
+		if err != nil {
+			failed = true
+			fmt.Fprintf(stderr, "geocache lookup: %q: %v\n", s, err)
+		}
+	}
+	for _, arg := range fs.Args() {
+		if arg != "-" {
+			one(arg)
+			continue
+		}
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			one(sc.Text())
+		}
+		if err := sc.Err(); err != nil {
+			fmt.Fprintf(stderr, "geocache lookup: stdin: %v\n", err)
+			failed = true
+		}
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,36 @@
+package geocache
+
+import (
+	"errors"
+	"net/netip"
+)
+
+var (
+	// ErrClosed is returned by Lookup after Close.
+	ErrClosed = errors.New("geocache: cache is closed")
+
+	// ErrInvalidDatabase wraps every error that says the file is not a
+	// usable MaxMind DB: empty, truncated, corrupt metadata or search tree.
+	ErrInvalidDatabase = errors.New("geocache: invalid database")
+
+	// ErrInvalidAddress is returned for the zero netip.Addr and for IPv6
+	// addresses with a zone: a zone names a link, not a place.
+	ErrInvalidAddress = errors.New("geocache: invalid address")
+
+	// ErrIPv4Only is returned for an IPv6 address (other than an
+	// IPv4-mapped one) looked up in an IPv4-only database.
+	ErrIPv4Only = errors.New("geocache: IPv6 address in an IPv4-only database")
+)
+
+// LookupError reports a failed lookup of one address. Err is one of the
+// errors above or an error of the maxminddb reader (a corrupt search tree,
+// or a record that does not decode into the record type).
+type LookupError struct {
+	Addr netip.Addr
+	Err  error
+}
+
+func (e *LookupError) Error() string { return "geocache: lookup " + e.Addr.String() + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error, for errors.Is and errors.As.
+func (e *LookupError) Unwrap() error { return e.Err }

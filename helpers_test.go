@@ -1,0 +1,119 @@
+package geocache
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/geocache/geocache/internal/mmdbtest"
+)
+
+var generated sync.Map // mmdbtest.Spec -> []byte
+
+// genDB writes the database generated from spec to a temporary file. Each
+// spec is generated once per test binary.
+func genDB(tb testing.TB, spec mmdbtest.Spec) string {
+	tb.Helper()
+	v, ok := generated.Load(spec)
+	if !ok {
+		b, err := mmdbtest.Generate(spec)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		v, _ = generated.LoadOrStore(spec, b)
+	}
+	path := filepath.Join(tb.TempDir(), "generated.mmdb")
+	if err := os.WriteFile(path, v.([]byte), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// openReader opens the uncached reference reader the cache is checked
+// against.
+func openReader(tb testing.TB, path string) *maxminddb.Reader {
+	tb.Helper()
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	return r
+}
+
+// networksOf returns the networks of r that hold data, aliases excluded.
+func networksOf(r *maxminddb.Reader) []netip.Prefix {
+	var nets []netip.Prefix
+	for res := range r.Networks() {
+		if res.Err() == nil {
+			nets = append(nets, res.Prefix())
+		}
+	}
+	return nets
+}
+
+// randomIn returns a uniformly random address inside p.
+func randomIn(r *rand.Rand, p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	first := 128 - p.Addr().BitLen() + p.Bits() // first host bit in b
+	for i := first; i < 128; i++ {
+		if r.IntN(2) == 1 {
+			b[i/8] |= 0x80 >> (i % 8)
+		} else {
+			b[i/8] &^= 0x80 >> (i % 8)
+		}
+	}
+	a := netip.AddrFrom16(b)
+	if p.Addr().Is4() {
+		a = a.Unmap()
+	}
+	return a
+}
+
+// lastIn returns the last address of p.
+func lastIn(p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	for i := 128 - p.Addr().BitLen() + p.Bits(); i < 128; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a := netip.AddrFrom16(b)
+	if p.Addr().Is4() {
+		a = a.Unmap()
+	}
+	return a
+}
+
+// sampleAddrs returns n seeded addresses that exercise a database: inside
+// its networks (half), their first and last addresses, uniformly random
+// IPv4 and IPv6 (mostly misses or large networks), and IPv4-mapped forms.
+func sampleAddrs(seed uint64, nets []netip.Prefix, n int, ipv6 bool) []netip.Addr {
+	r := rand.New(rand.NewPCG(seed, 1))
+	addrs := make([]netip.Addr, 0, n)
+	for len(addrs) < n {
+		var a netip.Addr
+		switch k := r.IntN(10); {
+		case k < 5 && len(nets) > 0:
+			a = randomIn(r, nets[r.IntN(len(nets))])
+		case k == 5 && len(nets) > 0:
+			a = nets[r.IntN(len(nets))].Addr()
+		case k == 6 && len(nets) > 0:
+			a = lastIn(nets[r.IntN(len(nets))])
+		case k == 7 && ipv6:
+			a = randomIn(r, netip.MustParsePrefix("::/0"))
+		case k == 8:
+			a = netip.AddrFrom16(randomIn(r, netip.MustParsePrefix("0.0.0.0/0")).As16()) // IPv4-mapped
+		default:
+			a = randomIn(r, netip.MustParsePrefix("0.0.0.0/0"))
+		}
+		if !ipv6 && a.Is6() && !a.Is4In6() {
+			continue
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs
+}

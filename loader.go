@@ -1,0 +1,149 @@
+package geocache
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/geocache/geocache/internal/pcpu"
+)
+
+// mapping is a database file's bytes, owned by geocache: mmapped read-only,
+// or read into the heap. Owning it (rather than letting maxminddb map the
+// file) lets warmup advise and measure the very pages lookups read, and lets
+// Close decide when unmapping is safe.
+type mapping struct {
+	data   []byte
+	mapped bool // data is an mmap that release must unmap
+	path   string
+}
+
+// load maps (or, with inMemory or where mmap is unavailable, reads) the file.
+func load(path string, inMemory bool) (*mapping, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("geocache: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("geocache: %w", err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return nil, fmt.Errorf("geocache: open %s: %w: file is empty", path, ErrInvalidDatabase)
+	}
+	if int64(int(size)) != size {
+		return nil, fmt.Errorf("geocache: open %s: file too large", path)
+	}
+	if !inMemory {
+		data, err := mmapFile(f, int(size))
+		if err == nil {
+			return &mapping{data: data, mapped: true, path: path}, nil
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return nil, fmt.Errorf("geocache: mmap %s: %w", path, err)
+		}
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("geocache: read %s: %w", path, err)
+	}
+	return &mapping{data: data, path: path}, nil
+}
+
+// release unmaps the file. Only a retired generation's last user calls it.
+func (m *mapping) release() error {
+	if !m.mapped {
+		m.data = nil
+		return nil
+	}
+	m.mapped = false
+	data := m.data
+	m.data = nil
+	return munmap(data)
+}
+
+// generation is one opened database with its own cache. A reload makes a
+// new generation and retires the old one, so answers never mix databases.
+type generation[T any] struct {
+	m      *mapping
+	reader *maxminddb.Reader
+	store  *store[T]
+	ipv4   bool // IPv4-only database
+
+	// users counts lookups on the miss path (the only path that reads the
+	// mapping or calls into ristretto), per P, so entering costs no
+	// contended write. Cell.A is the count; retiring sets closing and waits
+	// for the sum to reach zero.
+	users   *pcpu.Cells
+	closing atomic.Bool
+}
+
+// open builds a generation over m; it takes ownership of m.
+func open[T any](m *mapping, o *Options) (*generation[T], error) {
+	r, err := maxminddb.OpenBytes(m.data)
+	if err != nil {
+		m.release()
+		return nil, fmt.Errorf("geocache: open %s: %w: %w", m.path, ErrInvalidDatabase, err)
+	}
+	if o.Verify {
+		if err := r.Verify(); err != nil {
+			m.release()
+			return nil, fmt.Errorf("geocache: verify %s: %w: %w", m.path, ErrInvalidDatabase, err)
+		}
+	}
+	s, err := newStore[T](o.MaxCost)
+	if err != nil {
+		m.release()
+		return nil, err
+	}
+	return &generation[T]{
+		m:      m,
+		reader: r,
+		store:  s,
+		ipv4:   r.Metadata.IPVersion == 4,
+		users:  pcpu.New(),
+	}, nil
+}
+
+// enter registers a user of the mapping and the store. It fails once the
+// generation is retiring; the caller then retries on the current one.
+// The returned cell must be passed to exit.
+func (g *generation[T]) enter() (*pcpu.Cell, bool) {
+	c := g.users.Local()
+	c.A.Add(1)
+	if g.closing.Load() {
+		c.A.Add(-1)
+		return nil, false
+	}
+	return c, true
+}
+
+func (g *generation[T]) exit(c *pcpu.Cell) { c.A.Add(-1) }
+
+// retire waits for the generation's last user, then closes its cache and
+// unmaps its file. Cache hits never need the mapping, so they go on being
+// served from the front table while this waits.
+func (g *generation[T]) retire() error {
+	if !g.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	// A user increments its cell before it reads closing, and retire sets
+	// closing before it reads the cells; with sequentially consistent
+	// atomics one of the two sees the other, so no user is missed.
+	for wait := time.Microsecond; ; wait = min(2*wait, time.Millisecond) {
+		if n, _, _ := g.users.Sum(); n == 0 {
+			break
+		}
+		time.Sleep(wait)
+	}
+	g.store.close()
+	g.reader.Close()
+	return g.m.release()
+}
