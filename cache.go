@@ -68,6 +68,7 @@ type Result[T any] struct {
 // Stats is a snapshot of a Cache's counters.
 type Stats struct {
 	Hits        uint64 // lookups answered from the cache
+	SlowHits    uint64 // the part of Hits that missed the front table and asked ristretto
 	Misses      uint64 // lookups that asked the database
 	Entries     int64  // cached networks and split-block markers
 	Records     int64  // distinct decoded records held by entries
@@ -83,7 +84,7 @@ type Stats struct {
 type Cache[T any] struct {
 	cur   atomic.Pointer[generation[T]]
 	meta  maxminddb.Metadata
-	stats *pcpu.Cells // A: hits, B: misses
+	stats *pcpu.Cells // A: hits, B: misses, C: slow hits
 	close sync.Once
 	err   error
 }
@@ -139,8 +140,8 @@ func (c *Cache[T]) Close() error {
 
 // Stats returns a snapshot of the cache's counters.
 func (c *Cache[T]) Stats() Stats {
-	hits, misses, _ := c.stats.Sum()
-	st := Stats{Hits: uint64(hits), Misses: uint64(misses)}
+	hits, misses, slow := c.stats.Sum()
+	st := Stats{Hits: uint64(hits), Misses: uint64(misses), SlowHits: uint64(slow)}
 	if g := c.cur.Load(); g != nil {
 		g.store.stats(&st)
 	}
@@ -150,7 +151,7 @@ func (c *Cache[T]) Stats() Stats {
 // touchEvery is how often, per P, a front-table hit is reported to
 // ristretto, so its admission policy learns which entries are hot although
 // hits never reach it. A power of two.
-const touchEvery = 16
+const touchEvery = 64
 
 // Lookup returns the database's answer for ip. IPv4-mapped IPv6 addresses
 // are looked up as IPv4, so ::ffff:1.2.3.4 and 1.2.3.4 give the same
@@ -170,17 +171,16 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	}
 	k := blockKey(a, stride(a))
 	f := &g.store.front
-	if e := f.get(k); e != nil && e.cover.Contains(a) {
-		if sub := e.sub.Load(); sub != 0 {
-			k = blockKey(a, int(sub))
-			e = f.get(k)
+	res, sub, ok := f.get(k, a)
+	if ok && sub != 0 {
+		k = blockKey(a, int(sub))
+		res, sub, ok = f.get(k, a)
+	}
+	if ok && sub == 0 {
+		if c.stats.Local().A.Add(1)&(touchEvery-1) == 0 {
+			c.touch(k)
 		}
-		if e != nil && e.sub.Load() == 0 && e.cover.Contains(a) {
-			if c.stats.Local().A.Add(1)&(touchEvery-1) == 0 {
-				c.touch(k)
-			}
-			return e.res, nil
-		}
+		return res, nil
 	}
 	return c.miss(a, ip)
 }
@@ -213,7 +213,9 @@ func (c *Cache[T]) miss(a, ip netip.Addr) (Result[T], error) {
 			return Result[T]{}, &LookupError{Addr: ip, Err: err}
 		}
 		if hit {
-			c.stats.Local().A.Add(1)
+			l := c.stats.Local()
+			l.A.Add(1)
+			l.C.Add(1)
 		} else {
 			c.stats.Local().B.Add(1)
 		}
@@ -228,24 +230,27 @@ func (g *generation[T]) resolve(a netip.Addr) (e *entry[T], hit bool, err error)
 	}
 	s := g.store
 	k := blockKey(a, stride(a))
-	if e := s.get(k, a); e != nil {
-		if sub := e.sub.Load(); sub == 0 {
-			return e, true, nil
-		} else if e := s.get(blockKey(a, int(sub)), a); e != nil && e.sub.Load() == 0 {
+	m := s.get(k, a) // a network entry, a marker, or nil
+	if m != nil {
+		sub := m.sub.Load()
+		if sub == 0 {
+			return m, true, nil
+		}
+		if e := s.get(blockKey(a, int(sub)), a); e != nil && e.sub.Load() == 0 {
 			return e, true, nil
 		}
 	}
 	// Concurrent misses in one first-level block share one fill. In a split
 	// block the shared answer may be another network: check, then fill.
 	sf := &s.flight[k%uint64(len(s.flight))]
-	v, err, _ := sf.Do(string(keyBytes(k)), func() (any, error) { return g.fill(a) })
+	v, err, _ := sf.Do(string(keyBytes(k)), func() (any, error) { return g.fill(a, m) })
 	if err != nil {
 		return nil, false, err
 	}
 	if e := v.(*entry[T]); e.cover.Contains(a) {
 		return e, false, nil
 	}
-	e, err = g.fill(a)
+	e, err = g.fill(a, nil)
 	return e, false, err
 }
 
@@ -253,8 +258,9 @@ func keyBytes(k uint64) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&k)), 8)
 }
 
-// fill asks the database for a and caches the answer.
-func (g *generation[T]) fill(a netip.Addr) (*entry[T], error) {
+// fill asks the database for a and caches the answer. m is the marker of
+// a's first-level block if the caller found one.
+func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (*entry[T], error) {
 	res := g.reader.Lookup(a)
 	if err := res.Err(); err != nil {
 		return nil, err
@@ -273,7 +279,7 @@ func (g *generation[T]) fill(a netip.Addr) (*entry[T], error) {
 	if bits <= st {
 		e.key = blockKey(a, st)
 	} else {
-		m := s.marker(a, st, bits)
+		m = s.marker(a, m, st, bits)
 		e.key = blockKey(a, int(m.sub.Load()))
 	}
 	s.insert(e)
@@ -332,7 +338,7 @@ func newStore[T any](maxCost int64) (*store[T], error) {
 	}
 	s.front.init(slots)
 	counters := max(maxCost/64, 1024) // ~10x the entries, 3 bytes each
-	s.fixed = int64(slots)*8 + counters*3
+	s.fixed = int64(slots)*slotSize + counters*3
 	s.budget = maxCost - s.fixed
 	if s.budget < 64*ec {
 		return nil, errors.New("geocache: MaxCost too small")
@@ -358,12 +364,9 @@ func newStore[T any](maxCost int64) (*store[T], error) {
 	return s, nil
 }
 
-// get returns the entry under k if its network contains a, from the front
-// table or else from ristretto (promoting it to the front table).
+// get returns the entry under k in ristretto if its network contains a,
+// and puts it back in the front table, which had lost it.
 func (s *store[T]) get(k uint64, a netip.Addr) *entry[T] {
-	if e := s.front.get(k); e != nil && e.cover.Contains(a) {
-		return e
-	}
 	if e, ok := s.rc.Get(k); ok && e.cover.Contains(a) {
 		s.front.put(e)
 		return e
@@ -381,15 +384,21 @@ func (s *store[T]) record(res maxminddb.Result) (*record[T], error) {
 	if err := res.Decode(r.val); err != nil {
 		return nil, err
 	}
-	s.records.LoadOrStore(off, r)
+	// Publish at once, so that a fill racing this one reuses the record;
+	// insert takes it back out if no entry ends up holding it.
+	if prev, loaded := s.records.LoadOrStore(off, r); loaded {
+		return prev.(*record[T]), nil
+	}
 	return r, nil
 }
 
 // marker returns the marker of a's split /st block, raising its length to
-// at least bits.
-func (s *store[T]) marker(a netip.Addr, st, bits int) *entry[T] {
+// at least bits. m is the marker if the caller has it already.
+func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 	k := blockKey(a, st)
-	m := s.get(k, a)
+	if m == nil || m.sub.Load() == 0 {
+		m = s.get(k, a)
+	}
 	if m == nil || m.sub.Load() == 0 {
 		m = &entry[T]{key: k, cover: block(a, st)}
 		m.sub.Store(uint32(bits))
@@ -398,7 +407,11 @@ func (s *store[T]) marker(a netip.Addr, st, bits int) *entry[T] {
 	}
 	for {
 		cur := m.sub.Load()
-		if cur >= uint32(bits) || m.sub.CompareAndSwap(cur, uint32(bits)) {
+		if cur >= uint32(bits) {
+			return m
+		}
+		if m.sub.CompareAndSwap(cur, uint32(bits)) {
+			s.front.put(m) // the front table holds a copy of sub
 			return m
 		}
 	}
@@ -469,49 +482,3 @@ func (s *store[T]) stats(st *Stats) {
 }
 
 func (s *store[T]) close() { s.rc.Close() }
-
-// front is a lock-free, 2-way set-associative table of entries that
-// ristretto holds, read by every lookup before ristretto: a ristretto Get
-// costs ~180 ns, a front probe a few. Ristretto stays the owner: its exit
-// callback removes evicted entries from here.
-type front[T any] struct {
-	slots []atomic.Pointer[entry[T]]
-	mask  uint64
-}
-
-func (f *front[T]) init(n int) {
-	f.slots = make([]atomic.Pointer[entry[T]], n)
-	f.mask = uint64(n-1) &^ 1
-}
-
-func (f *front[T]) get(k uint64) *entry[T] {
-	i := k & f.mask
-	if e := f.slots[i].Load(); e != nil && e.key == k {
-		return e
-	}
-	if e := f.slots[i+1].Load(); e != nil && e.key == k {
-		return e
-	}
-	return nil
-}
-
-// put stores e in its set, most recent first; the older way is displaced.
-func (f *front[T]) put(e *entry[T]) {
-	i := e.key & f.mask
-	first := f.slots[i].Load()
-	if first == e {
-		return
-	}
-	if first == nil || first.key == e.key {
-		f.slots[i].Store(e)
-		return
-	}
-	f.slots[i+1].Store(first)
-	f.slots[i].Store(e)
-}
-
-func (f *front[T]) drop(e *entry[T]) {
-	i := e.key & f.mask
-	f.slots[i].CompareAndSwap(e, nil)
-	f.slots[i+1].CompareAndSwap(e, nil)
-}

@@ -404,3 +404,21 @@ func TestBudget(t *testing.T) {
 		t.Errorf("%+v", st)
 	}
 }
+
+// TestDifferentialMMDB runs the differential check on the database at
+// GEOCACHE_MMDB (the real GeoLite2-City for the documented long run),
+// with a 16 MiB budget that keeps evicting.
+func TestDifferentialMMDB(t *testing.T) {
+	path := os.Getenv("GEOCACHE_MMDB")
+	if path == "" {
+		t.Skip("GEOCACHE_MMDB not set")
+	}
+	r := openReader(t, path)
+	c, err := Open[geoip2.City](path, &Options{MaxCost: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	checkDifferential(t, c, r, sampleAddrs(99, networksOf(r), diffN(t, 200_000), r.Metadata.IPVersion == 6))
+	t.Logf("%+v", c.Stats())
+}

@@ -30,7 +30,9 @@ type LookupError struct {
 	Err  error
 }
 
-func (e *LookupError) Error() string { return "geocache: lookup " + e.Addr.String() + ": " + e.Err.Error() }
+func (e *LookupError) Error() string {
+	return "geocache: lookup " + e.Addr.String() + ": " + e.Err.Error()
+}
 
 // Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *LookupError) Unwrap() error { return e.Err }

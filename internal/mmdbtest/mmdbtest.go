@@ -125,7 +125,7 @@ func randomNetwork(r *rand.Rand, v4 bool) netip.Prefix {
 
 var countries = []struct {
 	iso, en, de string
-	geonameID  uint32
+	geonameID   uint32
 }{
 	{"GB", "United Kingdom", "Vereinigtes Königreich", 2635167},
 	{"US", "United States", "Vereinigte Staaten", 6252001},

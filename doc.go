@@ -1,0 +1,44 @@
+// Package geocache puts a prefix-aware cache in front of a MaxMind DB
+// (.mmdb) reader.
+//
+// # Usage
+//
+//	c, err := geocache.Open[geoip2.City]("GeoLite2-City.mmdb", nil)
+//	if err != nil { ... }
+//	defer c.Close()
+//	res, err := c.Lookup(netip.MustParseAddr("81.2.69.160"))
+//	if err == nil && res.Found {
+//		fmt.Println(res.Record.City.Names.English, res.Prefix)
+//	}
+//
+// The record type T is anything the maxminddb decoder fills: a
+// geoip2-golang model, a struct with `maxminddb` tags, or any.
+//
+// # How it caches
+//
+// Every address of a network has the same answer, so one miss caches the
+// whole network the database answered with, and later addresses in it are
+// hits that never touch the file. Entries are keyed by fixed-length blocks
+// (/24 for IPv4, /48 for IPv6) with markers for blocks the database splits
+// further, so a hit costs one or two probes whatever the prefix lengths of
+// the database. Decoded records are shared by every network that points at
+// the same data. Cached answers are exactly the reader's: Result.Prefix is
+// the reader's network, and IPv4-mapped IPv6 addresses are answered as
+// IPv4.
+//
+// Because records are shared, the per-address fields that
+// geoip2.Reader.City fills in (Traits.IPAddress, Traits.Network) stay
+// empty: Result.Prefix carries the network.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use. A hit takes no lock, reads only
+// the cache, allocates nothing and writes no shared word (counters are per
+// P). Close waits for lookups that are reading the file, then unmaps it;
+// lookups after Close return ErrClosed.
+//
+// # Budget
+//
+// Options.MaxCost bounds the bytes the cache accounts: entries, decoded
+// records (each once, while any entry holds it) and the fixed tables.
+package geocache
