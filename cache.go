@@ -9,8 +9,8 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
-	"golang.org/x/sync/singleflight"
-
+	
+	"github.com/geocache/geocache/internal/flight"
 	"github.com/geocache/geocache/internal/pcpu"
 	"github.com/geocache/geocache/internal/sizeof"
 )
@@ -169,16 +169,9 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	if !a.IsValid() || a.Zone() != "" {
 		return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
 	}
-	k := blockKey(a, stride(a))
-	f := &g.store.front
-	res, sub, ok := f.get(k, a)
-	if ok && sub != 0 {
-		k = blockKey(a, int(sub))
-		res, sub, ok = f.get(k, a)
-	}
-	if ok && sub == 0 {
-		if c.stats.Local().A.Add(1)&(touchEvery-1) == 0 {
-			c.touch(k)
+	if res, kbits, ok := g.store.front.get(blockKey(a, stride(a)), a); ok {
+		if c.stats.Inc(pcpu.A)&(touchEvery-1) == 0 {
+			c.touch(blockKey(a, int(kbits)))
 		}
 		return res, nil
 	}
@@ -213,11 +206,10 @@ func (c *Cache[T]) miss(a, ip netip.Addr) (Result[T], error) {
 			return Result[T]{}, &LookupError{Addr: ip, Err: err}
 		}
 		if hit {
-			l := c.stats.Local()
-			l.A.Add(1)
-			l.C.Add(1)
+			c.stats.Inc(pcpu.A)
+			c.stats.Inc(pcpu.C)
 		} else {
-			c.stats.Local().B.Add(1)
+			c.stats.Inc(pcpu.B)
 		}
 		return e.res, nil
 	}
@@ -242,20 +234,15 @@ func (g *generation[T]) resolve(a netip.Addr) (e *entry[T], hit bool, err error)
 	}
 	// Concurrent misses in one first-level block share one fill. In a split
 	// block the shared answer may be another network: check, then fill.
-	sf := &s.flight[k%uint64(len(s.flight))]
-	v, err, _ := sf.Do(string(keyBytes(k)), func() (any, error) { return g.fill(a, m) })
+	e, err, _ = s.flight.Do(k, func() (*entry[T], error) { return g.fill(a, m) })
 	if err != nil {
 		return nil, false, err
 	}
-	if e := v.(*entry[T]); e.cover.Contains(a) {
+	if e.cover.Contains(a) {
 		return e, false, nil
 	}
 	e, err = g.fill(a, nil)
 	return e, false, err
-}
-
-func keyBytes(k uint64) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(&k)), 8)
 }
 
 // fill asks the database for a and caches the answer. m is the marker of
@@ -276,12 +263,12 @@ func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (*entry[T], error) {
 	}
 	s := g.store
 	bits, st := e.cover.Bits(), stride(a)
-	if bits <= st {
-		e.key = blockKey(a, st)
-	} else {
+	e.set, e.kbits = blockKey(a, st), uint8(st)
+	if bits > st {
 		m = s.marker(a, m, st, bits)
-		e.key = blockKey(a, int(m.sub.Load()))
+		e.kbits = uint8(m.sub.Load())
 	}
+	e.key = blockKey(a, int(e.kbits))
 	s.insert(e)
 	return e, nil
 }
@@ -289,7 +276,9 @@ func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (*entry[T], error) {
 // entry is a cached network (sub == 0), or the marker of a split block
 // (sub > 0: the length its networks are keyed at).
 type entry[T any] struct {
-	key   uint64
+	key   uint64       // ristretto's key: the hash of a's /kbits block
+	set   uint64       // the hash of a's first-level block: the front set
+	kbits uint8        // the block length key hashes
 	cover netip.Prefix // the network in the address's own family (see coverOf)
 	res   Result[T]
 	rec   *record[T]
@@ -300,7 +289,8 @@ type entry[T any] struct {
 // the same data offset. It is charged to the budget once, while any cached
 // entry refers to it.
 type record[T any] struct {
-	val  *T
+	v    T  // allocated with the record: one allocation, not two
+	val  *T // &v
 	off  uintptr
 	size int64 // set by the cost function, in ristretto's goroutine
 	refs atomic.Int64
@@ -315,8 +305,8 @@ func entryCost[T any]() int64 { return int64(unsafe.Sizeof(entry[T]{})) + 160 }
 type store[T any] struct {
 	rc      *ristretto.Cache[uint64, *entry[T]]
 	front   front[T]
-	records sync.Map // uintptr -> *record[T]
-	flight  [16]singleflight.Group
+	records records[T]
+	flight  flight.Group[*entry[T]]
 
 	budget   int64 // MaxCost less the fixed tables
 	fixed    int64 // bytes of the front table and ristretto's sketch
@@ -336,9 +326,8 @@ func newStore[T any](maxCost int64) (*store[T], error) {
 	for int64(slots) < maxCost/256 && slots < 1<<22 {
 		slots <<= 1
 	}
-	s.front.init(slots)
 	counters := max(maxCost/64, 1024) // ~10x the entries, 3 bytes each
-	s.fixed = int64(slots)*slotSize + counters*3
+	s.fixed = s.front.init(slots) + counters*3
 	s.budget = maxCost - s.fixed
 	if s.budget < 64*ec {
 		return nil, errors.New("geocache: MaxCost too small")
@@ -365,31 +354,32 @@ func newStore[T any](maxCost int64) (*store[T], error) {
 }
 
 // get returns the entry under k in ristretto if its network contains a,
-// and puts it back in the front table, which had lost it.
+// and puts a network entry back in the front table, which had lost it.
 func (s *store[T]) get(k uint64, a netip.Addr) *entry[T] {
-	if e, ok := s.rc.Get(k); ok && e.cover.Contains(a) {
-		s.front.put(e)
-		return e
+	e, ok := s.rc.Get(k)
+	if !ok || !e.cover.Contains(a) {
+		return nil
 	}
-	return nil
+	if e.sub.Load() == 0 {
+		s.front.put(e)
+	}
+	return e
 }
 
 // record returns the decoded record at res's offset, shared if cached.
 func (s *store[T]) record(res maxminddb.Result) (*record[T], error) {
 	off := res.Offset()
-	if r, ok := s.records.Load(off); ok {
-		return r.(*record[T]), nil
+	if r := s.records.load(off); r != nil {
+		return r, nil
 	}
-	r := &record[T]{val: new(T), off: off}
+	r := &record[T]{off: off}
+	r.val = &r.v
 	if err := res.Decode(r.val); err != nil {
 		return nil, err
 	}
 	// Publish at once, so that a fill racing this one reuses the record;
 	// insert takes it back out if no entry ends up holding it.
-	if prev, loaded := s.records.LoadOrStore(off, r); loaded {
-		return prev.(*record[T]), nil
-	}
-	return r, nil
+	return s.records.loadOrStore(r), nil
 }
 
 // marker returns the marker of a's split /st block, raising its length to
@@ -400,7 +390,7 @@ func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 		m = s.get(k, a)
 	}
 	if m == nil || m.sub.Load() == 0 {
-		m = &entry[T]{key: k, cover: block(a, st)}
+		m = &entry[T]{key: k, set: k, kbits: uint8(st), cover: block(a, st)}
 		m.sub.Store(uint32(bits))
 		s.insert(m)
 		return m
@@ -411,22 +401,24 @@ func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 			return m
 		}
 		if m.sub.CompareAndSwap(cur, uint32(bits)) {
-			s.front.put(m) // the front table holds a copy of sub
 			return m
 		}
 	}
 }
 
-// insert publishes e in the front table and offers it to ristretto. The
-// front table gets it first so that ristretto's exit callback, which
-// removes it again on rejection or eviction, always runs after.
+// insert publishes e in the front table (markers stay out of it) and
+// offers it to ristretto. The front table gets it first so that
+// ristretto's exit callback, which removes it again on rejection or
+// eviction, always runs after.
 func (s *store[T]) insert(e *entry[T]) {
-	s.front.put(e)
+	if e.sub.Load() == 0 {
+		s.front.put(e)
+	}
 	if !s.rc.Set(e.key, e, 0) {
 		s.dropped.Add(1)
 		s.front.drop(e)
 		if r := e.rec; r != nil && r.refs.Load() == 0 {
-			s.records.CompareAndDelete(r.off, r)
+			s.records.deleteIf(r)
 		}
 	}
 }
@@ -440,7 +432,7 @@ func (s *store[T]) cost(e *entry[T]) int64 {
 		if r.size == 0 {
 			r.size = sizeof.Of(r.val)
 		}
-		s.records.LoadOrStore(r.off, r)
+		s.records.loadOrStore(r)
 		s.nrec.Add(1)
 		s.recBytes.Add(r.size)
 		s.rebudget()
@@ -457,7 +449,7 @@ func (s *store[T]) exit(e *entry[T]) {
 	s.entries.Add(-1)
 	s.front.drop(e)
 	if r := e.rec; r != nil && r.refs.Add(-1) == 0 {
-		s.records.CompareAndDelete(r.off, r)
+		s.records.deleteIf(r)
 		s.nrec.Add(-1)
 		s.recBytes.Add(-r.size)
 		s.rebudget()
@@ -482,3 +474,45 @@ func (s *store[T]) stats(st *Stats) {
 }
 
 func (s *store[T]) close() { s.rc.Close() }
+
+// records maps data offsets to the decoded records cached entries hold.
+// Sharded maps under mutexes: only misses and ristretto's callbacks use it.
+type records[T any] struct {
+	shards [32]struct {
+		sync.Mutex
+		m map[uintptr]*record[T]
+	}
+}
+
+func (rs *records[T]) load(off uintptr) *record[T] {
+	s := &rs.shards[off%uintptr(len(rs.shards))]
+	s.Lock()
+	r := s.m[off]
+	s.Unlock()
+	return r
+}
+
+// loadOrStore returns the record at r's offset, storing r if there is none.
+func (rs *records[T]) loadOrStore(r *record[T]) *record[T] {
+	s := &rs.shards[r.off%uintptr(len(rs.shards))]
+	s.Lock()
+	defer s.Unlock()
+	if prev := s.m[r.off]; prev != nil {
+		return prev
+	}
+	if s.m == nil {
+		s.m = map[uintptr]*record[T]{}
+	}
+	s.m[r.off] = r
+	return r
+}
+
+// deleteIf removes r if it is the record stored at its offset.
+func (rs *records[T]) deleteIf(r *record[T]) {
+	s := &rs.shards[r.off%uintptr(len(rs.shards))]
+	s.Lock()
+	if s.m[r.off] == r {
+		delete(s.m, r.off)
+	}
+	s.Unlock()
+}

@@ -2,58 +2,77 @@ package geocache
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"sync/atomic"
 	"unsafe"
 )
 
-// front is the first level of the cache: a lock-free, 2-way set-associative
-// table that every lookup reads before ristretto. A ristretto Get costs
-// ~180 ns; a front probe reads one 64-byte line. Each slot holds a copy of
-// an entry inline (network, marker length, record pointer) so a hit follows
-// no pointer, under a seqlock so it takes no lock and writes nothing.
+// front is the first level of the cache, read by every lookup before
+// ristretto (whose Get costs ~180 ns). It is a lock-free, set-associative
+// table of inline copies of network entries, one 64-byte cache line per
+// set: 4 IPv4 slots of 16 bytes, or 2 IPv6 slots of 32. All the networks
+// cached for one first-level block (/24, /48) share the block's set, so a
+// hit reads one line, even in blocks the database splits: the set is
+// scanned for a network that holds the address, which by the partition
+// property is the answer. A hit follows no pointer, takes no lock and
+// writes nothing.
+//
 // Ristretto stays the owner of what is cached: its exit callback removes
-// evicted entries from here, and a front miss falls back to it.
+// evicted entries from here, a front miss falls back to it, and split-block
+// markers live only there.
+//
+// Each slot is guarded by its meta word, which carries a version: a writer
+// swaps meta to metaLocked, writes the other words, then stores the new
+// meta with the version bumped; a reader reads meta, the words, then meta
+// again, and trusts the words only if meta did not change. Every word is
+// an atomic, so racing readers and writers are well defined (and the race
+// detector agrees); on amd64 and arm64 these are plain loads.
 type front[T any] struct {
-	sets []set[T]
-	mask uint64
+	v4    []set4[T]
+	v6    []set6[T]
+	mask4 uint64
+	mask6 uint64
 }
 
-// set is one cache line: two ways. Way 0 is the most recently put.
-type set[T any] [2]slot[T]
+type set4[T any] [4]slot4[T]
+type set6[T any] [2]slot6[T]
 
-// slot is a seqlocked copy of an entry: 32 bytes, so a set fills one line.
-// Every field is an atomic so that racing readers and writers are well
-// defined (and the race detector agrees); on amd64 and arm64 these are
-// plain loads.
-type slot[T any] struct {
-	seq  atomic.Uint32 // odd while a writer is inside
-	meta atomic.Uint32 // see the meta* constants; 0 is an empty slot
-	hi   atomic.Uint64 // network address, IPv6: high 64 bits
-	lo   atomic.Uint64 // IPv6: low 64 bits; IPv4: the address
+type slot4[T any] struct {
+	meta atomic.Uint32
+	addr atomic.Uint32
 	rec  atomic.Pointer[T]
 }
 
-const slotSize = int64(unsafe.Sizeof(slot[int]{}))
-
-// meta layout: bits 0-7 the network length (cover); 8 valid; 9 IPv6;
-// 10 found; 11 marker; 12 an IPv4 address answered with the IPv6 prefix
-// ::/N (see coverOf); bits 16-23 the marker's length, or that N.
-const (
-	metaValid  = 1 << 8
-	metaV6     = 1 << 9
-	metaFound  = 1 << 10
-	metaMarker = 1 << 11
-	metaV6Root = 1 << 12
-)
-
-func (f *front[T]) init(slots int) {
-	n := max(slots/2, 1)
-	f.sets = make([]set[T], n)
-	f.mask = uint64(n - 1)
+type slot6[T any] struct {
+	meta   atomic.Uint32
+	_      uint32
+	hi, lo atomic.Uint64
+	rec    atomic.Pointer[T]
 }
 
-// addrWords returns a's address as the two words slots store.
+// meta layout, both families: bits 0-7 the network length; 8 valid;
+// 9 found; 10 (IPv4) answered with the IPv6 prefix ::/N, N in bits 11-17
+// (see coverOf); bits 18-25 the length of the block whose hash is the
+// entry's ristretto key; bits 26-31 a version that every write bumps.
+const (
+	metaValid   = 1 << 8
+	metaFound   = 1 << 9
+	metaV6Root  = 1 << 10
+	metaLocked  = 1 // a writer is inside (never valid)
+	versionOne  = 1 << 26
+	versionMask = ^uint32(versionOne - 1)
+)
+
+// init sizes the table for about slots entries and returns its bytes.
+func (f *front[T]) init(slots int) int64 {
+	n4, n6 := max(slots/4, 1), max(slots/8, 1)
+	f.v4, f.mask4 = make([]set4[T], n4), uint64(n4-1)
+	f.v6, f.mask6 = make([]set6[T], n6), uint64(n6-1)
+	return int64(n4)*int64(unsafe.Sizeof(set4[T]{})) + int64(n6)*int64(unsafe.Sizeof(set6[T]{}))
+}
+
+// addrWords returns a's address as two words: IPv4 in lo.
 func addrWords(a netip.Addr) (hi, lo uint64) {
 	if a.Is4() {
 		b := a.As4()
@@ -63,114 +82,165 @@ func addrWords(a netip.Addr) (hi, lo uint64) {
 	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
 }
 
-// contains reports whether the network (hi, lo)/bits of the family in meta
-// holds the address (ahi, alo).
-func contains(meta uint32, hi, lo, ahi, alo uint64, v6 bool) bool {
-	bits := int(meta & 0xff)
-	if v6 {
-		return meta&metaV6 != 0 && ahi&mask64(bits) == hi && alo&mask64(bits-64) == lo
+// get returns the cached answer for a from the set of first-level key k,
+// and the length of the block its ristretto key hashes.
+func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], kbits uint32, ok bool) {
+	if a.Is4() {
+		b := a.As4()
+		v := binary.BigEndian.Uint32(b[:])
+		s := &f.v4[k&f.mask4]
+		for i := range s {
+			sl := &s[i]
+			m := sl.meta.Load()
+			addr := sl.addr.Load()
+			if m&metaValid == 0 || v&mask32(int(m&0xff)) != addr {
+				continue
+			}
+			rec := sl.rec.Load()
+			if sl.meta.Load() != m {
+				break // a writer got in: let the slow path answer
+			}
+			var p netip.Prefix
+			if m&metaV6Root != 0 {
+				p = netip.PrefixFrom(netip.IPv6Unspecified(), int(m>>11&0x7f))
+			} else {
+				p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(addr >> 24), byte(addr >> 16), byte(addr >> 8), byte(addr)}), int(m&0xff))
+			}
+			return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
+		}
+		return res, 0, false
 	}
-	return meta&metaV6 == 0 && alo&uint64(mask32(bits)) == lo
-}
-
-// get returns the answer in the set of key k for a: a network result, or
-// (sub > 0) a marker telling the length to probe next.
-func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], sub uint32, ok bool) {
-	s := &f.sets[k&f.mask]
 	ahi, alo := addrWords(a)
-	v6 := !a.Is4()
+	s := &f.v6[k&f.mask6]
 	for i := range s {
 		sl := &s[i]
-		q := sl.seq.Load()
-		meta, hi, lo, rec := sl.meta.Load(), sl.hi.Load(), sl.lo.Load(), sl.rec.Load()
-		if q&1 != 0 || sl.seq.Load() != q || meta == 0 || !contains(meta, hi, lo, ahi, alo, v6) {
+		m := sl.meta.Load()
+		hi, lo := sl.hi.Load(), sl.lo.Load()
+		bits := int(m & 0xff)
+		if m&metaValid == 0 || ahi&mask64(bits) != hi || alo&mask64(bits-64) != lo {
 			continue
 		}
-		if meta&metaMarker != 0 {
-			return res, meta >> 16 & 0xff, true
+		rec := sl.rec.Load()
+		if sl.meta.Load() != m {
+			break
 		}
-		return slotResult(meta, hi, lo, rec), 0, true
+		var b [16]byte
+		binary.BigEndian.PutUint64(b[:8], hi)
+		binary.BigEndian.PutUint64(b[8:], lo)
+		p := netip.PrefixFrom(netip.AddrFrom16(b), bits)
+		return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
 	}
 	return res, 0, false
 }
 
-// slotResult rebuilds the Result a slot holds.
-func slotResult[T any](meta uint32, hi, lo uint64, rec *T) Result[T] {
-	var p netip.Prefix
-	switch {
-	case meta&metaV6Root != 0:
-		p = netip.PrefixFrom(netip.IPv6Unspecified(), int(meta>>16&0xff))
-	case meta&metaV6 != 0:
-		var b [16]byte
-		binary.BigEndian.PutUint64(b[:8], hi)
-		binary.BigEndian.PutUint64(b[8:], lo)
-		p = netip.PrefixFrom(netip.AddrFrom16(b), int(meta&0xff))
-	default:
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(lo))
-		p = netip.PrefixFrom(netip.AddrFrom4(b), int(meta&0xff))
-	}
-	return Result[T]{Prefix: p, Record: rec, Found: meta&metaFound != 0}
-}
-
-// image returns the slot contents that stand for e.
-func image[T any](e *entry[T]) (meta uint32, hi, lo uint64, rec *T) {
+// image returns the meta (without version) and address words that stand
+// for network entry e.
+func image[T any](e *entry[T]) (meta uint32, hi, lo uint64) {
 	hi, lo = addrWords(e.cover.Addr())
-	meta = uint32(e.cover.Bits()) | metaValid
-	if !e.cover.Addr().Is4() {
-		meta |= metaV6
-	}
-	if sub := e.sub.Load(); sub != 0 {
-		meta |= metaMarker | sub<<16
-	} else if e.res.Found {
+	meta = uint32(e.cover.Bits()) | metaValid | uint32(e.kbits)<<18
+	if e.res.Found {
 		meta |= metaFound
 	}
 	if p := e.res.Prefix; p.IsValid() && e.cover.Addr().Is4() && !p.Addr().Is4() {
-		meta |= metaV6Root | uint32(p.Bits())<<16
+		meta |= metaV6Root | uint32(p.Bits())<<11
 	}
-	return meta, hi, lo, e.res.Record
+	return meta, hi, lo
 }
 
-// write stores an image in sl unless another writer is inside (then the
-// put is dropped: the front table is only a cache of ristretto).
-func (sl *slot[T]) write(meta uint32, hi, lo uint64, rec *T) bool {
-	q := sl.seq.Load()
-	if q&1 != 0 || !sl.seq.CompareAndSwap(q, q+1) {
-		return false
-	}
-	sl.meta.Store(meta)
-	sl.hi.Store(hi)
-	sl.lo.Store(lo)
-	sl.rec.Store(rec)
-	sl.seq.Store(q + 2)
-	return true
+// lock takes a slot's meta for writing; it fails if another writer is in.
+func lock(meta *atomic.Uint32) (old uint32, ok bool) {
+	old = meta.Load()
+	return old, old != metaLocked && meta.CompareAndSwap(old, metaLocked)
 }
 
-// read returns a consistent copy of sl, or ok false if a writer is inside.
-func (sl *slot[T]) read() (meta uint32, hi, lo uint64, rec *T, ok bool) {
-	q := sl.seq.Load()
-	meta, hi, lo, rec = sl.meta.Load(), sl.hi.Load(), sl.lo.Load(), sl.rec.Load()
-	return meta, hi, lo, rec, q&1 == 0 && sl.seq.Load() == q
+// unlock publishes meta with the slot's version bumped.
+func unlock(meta *atomic.Uint32, old, m uint32) {
+	meta.Store(m&^versionMask | (old&versionMask + versionOne))
 }
 
-// put stores e in way 0 of its set; what way 0 held moves to way 1, unless
-// it is the same network (a refreshed marker, or a racing duplicate fill).
+// put stores network entry e in its set: over the slot of the same network
+// if there is one, else in an empty slot, else over a random way. A put
+// that meets another writer is dropped: the front table only mirrors
+// ristretto.
 func (f *front[T]) put(e *entry[T]) {
-	s := &f.sets[e.key&f.mask]
-	meta, hi, lo, rec := image(e)
-	if m0, h0, l0, r0, ok := s[0].read(); ok && m0 != 0 && (h0 != hi || l0 != lo || m0&0x2ff != meta&0x2ff) {
-		s[1].write(m0, h0, l0, r0)
+	meta, hi, lo := image(e)
+	rec := e.res.Record
+	same := func(m uint32) bool { return m&metaValid != 0 && m&0xff == meta&0xff }
+	if e.cover.Addr().Is4() {
+		s := &f.v4[e.set&f.mask4]
+		sl := &s[pick(len(s), func(i int) (bool, bool) {
+			m := s[i].meta.Load()
+			return same(m) && uint64(s[i].addr.Load()) == lo, m&metaValid == 0 && m != metaLocked
+		})]
+		if old, ok := lock(&sl.meta); ok {
+			sl.addr.Store(uint32(lo))
+			sl.rec.Store(rec)
+			unlock(&sl.meta, old, meta)
+		}
+		return
 	}
-	s[0].write(meta, hi, lo, rec)
+	s := &f.v6[e.set&f.mask6]
+	sl := &s[pick(len(s), func(i int) (bool, bool) {
+		m := s[i].meta.Load()
+		return same(m) && s[i].hi.Load() == hi && s[i].lo.Load() == lo, m&metaValid == 0 && m != metaLocked
+	})]
+	if old, ok := lock(&sl.meta); ok {
+		sl.hi.Store(hi)
+		sl.lo.Store(lo)
+		sl.rec.Store(rec)
+		unlock(&sl.meta, old, meta)
+	}
+}
+
+// pick returns the way to write: the first that holds the same network,
+// else the first empty one, else a random one.
+func pick(n int, probe func(i int) (same, empty bool)) int {
+	free := -1
+	for i := range n {
+		same, empty := probe(i)
+		if same {
+			return i
+		}
+		if empty && free < 0 {
+			free = i
+		}
+	}
+	if free >= 0 {
+		return free
+	}
+	return rand.IntN(n)
 }
 
 // drop empties the slots that hold e's image.
 func (f *front[T]) drop(e *entry[T]) {
-	s := &f.sets[e.key&f.mask]
-	meta, hi, lo, rec := image(e)
-	for i := range s {
-		if m, h, l, r, ok := s[i].read(); ok && m == meta && h == hi && l == lo && r == rec {
-			s[i].write(0, 0, 0, nil)
+	if e.sub.Load() != 0 {
+		return // markers are never in the front table
+	}
+	meta, hi, lo := image(e)
+	rec := e.res.Record
+	match := func(sl *atomic.Uint32, words func() bool, r *atomic.Pointer[T]) {
+		m := sl.Load()
+		if m&^versionMask != meta || !words() || r.Load() != rec {
+			return
 		}
+		if old, ok := lock(sl); ok {
+			if old != m { // rewritten meanwhile: leave it
+				sl.Store(old)
+				return
+			}
+			r.Store(nil)
+			unlock(sl, old, 0)
+		}
+	}
+	if e.cover.Addr().Is4() {
+		s := &f.v4[e.set&f.mask4]
+		for i := range s {
+			match(&s[i].meta, func() bool { return uint64(s[i].addr.Load()) == lo }, &s[i].rec)
+		}
+		return
+	}
+	s := &f.v6[e.set&f.mask6]
+	for i := range s {
+		match(&s[i].meta, func() bool { return s[i].hi.Load() == hi && s[i].lo.Load() == lo }, &s[i].rec)
 	}
 }
