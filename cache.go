@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -35,6 +36,21 @@ type Options struct {
 	// Open, so a corrupt file fails there instead of in Lookup. It reads
 	// every byte of the file (about a second for GeoLite2-City).
 	Verify bool
+
+	// Warmup says how Open pre-faults a mapped file so that lookups do
+	// not take page faults: in the background (WarmupAsync, the default),
+	// before Open returns (WarmupWait), or not at all (WarmupOff).
+	Warmup WarmupMode
+
+	// KeepWarm, if positive, re-checks the mapping's residency at this
+	// interval after warmup and faults back in what memory pressure
+	// evicted. Default 0: off.
+	KeepWarm time.Duration
+
+	// Mlock pins the mapping in memory (mlock) in Open, so it is never
+	// evicted. Open fails with an *MlockError when RLIMIT_MEMLOCK is
+	// below the file's size.
+	Mlock bool
 }
 
 func (o *Options) withDefaults() Options {
@@ -69,6 +85,7 @@ type Result[T any] struct {
 type Stats struct {
 	Hits        uint64 // lookups answered from the cache
 	SlowHits    uint64 // the part of Hits that missed the front table and asked ristretto
+	Warmup      WarmupStats
 	Misses      uint64 // lookups that asked the database
 	Entries     int64  // cached networks and split-block markers
 	Records     int64  // distinct decoded records held by entries
@@ -113,6 +130,7 @@ func newCache[T any](m *mapping, o *Options) (*Cache[T], error) {
 	if err != nil {
 		return nil, err
 	}
+	g.startWarmup(o)
 	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New()}
 	c.cur.Store(g)
 	return c, nil
@@ -144,6 +162,7 @@ func (c *Cache[T]) Stats() Stats {
 	st := Stats{Hits: uint64(hits), Misses: uint64(misses), SlowHits: uint64(slow)}
 	if g := c.cur.Load(); g != nil {
 		g.store.stats(&st)
+		st.Warmup = g.warm.stats()
 	}
 	return st
 }

@@ -2,6 +2,7 @@ package geocache
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 )
 
@@ -36,3 +37,19 @@ func (e *LookupError) Error() string {
 
 // Unwrap returns the underlying error, for errors.Is and errors.As.
 func (e *LookupError) Unwrap() error { return e.Err }
+
+// MlockError reports that Options.Mlock could not pin the database:
+// usually RLIMIT_MEMLOCK (Limit, in bytes; -1 if unknown) is below the
+// file's size. Raise the limit (ulimit -l, LimitMEMLOCK= in systemd) or
+// unset Mlock.
+type MlockError struct {
+	Size, Limit int64
+	Err         error
+}
+
+func (e *MlockError) Error() string {
+	return fmt.Sprintf("geocache: mlock %d bytes (RLIMIT_MEMLOCK %d): %v", e.Size, e.Limit, e.Err)
+}
+
+// Unwrap returns the system error.
+func (e *MlockError) Unwrap() error { return e.Err }

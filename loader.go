@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,9 @@ type generation[T any] struct {
 	// for the sum to reach zero.
 	users   *pcpu.Cells
 	closing atomic.Bool
+	closed  chan struct{} // closed when retiring starts
+
+	warm *warmer
 }
 
 // open builds a generation over m; it takes ownership of m.
@@ -98,18 +102,44 @@ func open[T any](m *mapping, o *Options) (*generation[T], error) {
 			return nil, fmt.Errorf("geocache: verify %s: %w: %w", m.path, ErrInvalidDatabase, err)
 		}
 	}
+	if o.Mlock && m.mapped {
+		if err := lockMemory(m.data); err != nil {
+			m.release()
+			return nil, err
+		}
+	}
 	s, err := newStore[T](o.MaxCost)
 	if err != nil {
 		m.release()
 		return nil, err
 	}
+	tree := int(r.Metadata.NodeCount * r.Metadata.RecordSize / 4)
 	return &generation[T]{
 		m:      m,
 		reader: r,
 		store:  s,
 		ipv4:   r.Metadata.IPVersion == 4,
 		users:  pcpu.New(),
+		closed: make(chan struct{}),
+		warm:   newWarmer(m.data, tree),
 	}, nil
+}
+
+// startWarmup pre-faults the mapping as o says. A file read into memory,
+// or locked with mlock, is resident already.
+func (g *generation[T]) startWarmup(o *Options) {
+	switch {
+	case !g.m.mapped || o.Mlock:
+		g.warm.phase.Store("done")
+		g.warm.markReady()
+	case o.Warmup == WarmupOff:
+		g.warm.markReady()
+	case o.Warmup == WarmupWait:
+		g.warm.pass(context.Background())
+		g.warm.start(o.KeepWarm, false)
+	default:
+		g.warm.start(o.KeepWarm, true)
+	}
 }
 
 // enter registers a user of the mapping and the store. It fails once the
@@ -134,6 +164,8 @@ func (g *generation[T]) retire() error {
 	if !g.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(g.closed)
+	g.warm.stop() // nothing touches the mapping after this
 	// A user increments its cell before it reads closing, and retire sets
 	// closing before it reads the cells; with sequentially consistent
 	// atomics one of the two sees the other, so no user is missed.

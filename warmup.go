@@ -1,0 +1,311 @@
+package geocache
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Why warm up: a lookup that lands on a page of the mapping that is not in
+// memory takes a major page fault, and a fault is not a syscall: the
+// goroutine keeps its P while the kernel reads the disk, so at small
+// GOMAXPROCS a few cold lookups stall every goroutine of the process.
+// madvise(MADV_POPULATE_READ) does the same reads inside a syscall, which
+// releases the P. Warmup runs those reads on its own goroutine, search tree
+// first (every lookup walks it), then the data section, so that no fault is
+// left for the request path.
+
+// WarmupMode says how Open pre-faults a mapped database.
+type WarmupMode int
+
+const (
+	// WarmupAsync pre-faults in a background goroutine; Ready closes
+	// when the whole file is resident. The default.
+	WarmupAsync WarmupMode = iota
+	// WarmupWait pre-faults before Open returns.
+	WarmupWait
+	// WarmupOff does not pre-fault; Ready is closed at once. Warm can
+	// still be called.
+	WarmupOff
+)
+
+// WarmupStats is a snapshot of a warmup's progress.
+type WarmupStats struct {
+	Phase    string        // "tree", "data", "done", "off" (never started), or "stopped"
+	Bytes    int64         // bytes pre-faulted so far in this pass
+	Total    int64         // bytes of the file
+	Elapsed  time.Duration // time the first pass took, or has taken so far
+	Passes   uint64        // completed passes: the first, then keep-warm re-faults
+	Refaults int64         // bytes keep-warm found evicted and faulted in again
+}
+
+// warmChunk is how much one madvise call pre-faults: large enough to keep
+// syscalls few, small enough to stop promptly on Close.
+const warmChunk = 4 << 20
+
+// warmer pre-faults one generation's mapping.
+type warmer struct {
+	data     []byte
+	treeSize int
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+
+	phase    atomic.Value // string
+	bytes    atomic.Int64
+	passes   atomic.Uint64
+	refaults atomic.Int64
+	started  time.Time
+	elapsed  atomic.Int64 // ns, set when the first pass ends
+	err      atomic.Value // error of the first pass, if any
+}
+
+func newWarmer(data []byte, treeSize int) *warmer {
+	w := &warmer{data: data, treeSize: min(treeSize, len(data)), ready: make(chan struct{})}
+	w.phase.Store("off")
+	return w
+}
+
+// markReady closes ready once.
+func (w *warmer) markReady() { w.readyOnce.Do(func() { close(w.ready) }) }
+
+// start runs the first pass (if first), and then keep-warm passes every
+// keep (if keep > 0), on a goroutine that stop ends.
+func (w *warmer) start(keep time.Duration, first bool) {
+	if !first && keep <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		if first {
+			if err := w.pass(ctx); err != nil {
+				return
+			}
+		}
+		if keep <= 0 {
+			return
+		}
+		t := time.NewTicker(keep)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				w.keepWarm(ctx)
+			}
+		}
+	}()
+}
+
+// stop ends the goroutine and waits for it: after stop nothing touches the
+// mapping, so it may be unmapped.
+func (w *warmer) stop() {
+	if w.cancel != nil {
+		w.cancel()
+	}
+	w.wg.Wait()
+	if p := w.phase.Load(); p == "tree" || p == "data" {
+		w.phase.Store("stopped")
+	}
+}
+
+// pass pre-faults the whole file, tree first, and marks the warmer ready.
+func (w *warmer) pass(ctx context.Context) error {
+	w.started = time.Now()
+	w.bytes.Store(0)
+	for _, ph := range []struct {
+		name     string
+		from, to int
+	}{{"tree", 0, w.treeSize}, {"data", w.treeSize, len(w.data)}} {
+		w.phase.Store(ph.name)
+		for off := ph.from; off < ph.to; off += warmChunk {
+			if err := ctx.Err(); err != nil {
+				w.phase.Store("stopped")
+				return err
+			}
+			end := min(off+warmChunk, ph.to)
+			if err := populate(w.data[off:end]); err != nil {
+				w.err.Store(err)
+			}
+			w.bytes.Add(int64(end - off))
+		}
+	}
+	w.elapsed.Store(int64(time.Since(w.started)))
+	w.phase.Store("done")
+	w.passes.Add(1)
+	w.markReady()
+	return nil
+}
+
+// keepWarm faults in again what memory pressure evicted since the last
+// pass, found page by page with mincore.
+func (w *warmer) keepWarm(ctx context.Context) {
+	resident, err := residentPages(w.data)
+	if err != nil {
+		return
+	}
+	page := os.Getpagesize()
+	for i := 0; i < len(resident); {
+		if resident[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(resident) && !resident[j] && (j-i)*page < warmChunk {
+			j++
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		lo, hi := i*page, min(j*page, len(w.data))
+		if populate(w.data[lo:hi]) == nil {
+			w.refaults.Add(int64(hi - lo))
+		}
+		i = j
+	}
+	w.passes.Add(1)
+}
+
+func (w *warmer) stats() WarmupStats {
+	st := WarmupStats{
+		Phase:    w.phase.Load().(string),
+		Bytes:    w.bytes.Load(),
+		Total:    int64(len(w.data)),
+		Passes:   w.passes.Load(),
+		Refaults: w.refaults.Load(),
+	}
+	if e := w.elapsed.Load(); e > 0 {
+		st.Elapsed = time.Duration(e)
+	} else if !w.started.IsZero() && (st.Phase == "tree" || st.Phase == "data") {
+		st.Elapsed = time.Since(w.started)
+	}
+	return st
+}
+
+// residency returns the resident fraction of data.
+func residency(data []byte) (float64, error) {
+	if len(data) == 0 {
+		return 1, nil
+	}
+	pages, err := residentPages(data)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range pages {
+		if r {
+			n++
+		}
+	}
+	return float64(n) / float64(len(pages)), nil
+}
+
+// Ready returns a channel that is closed once the database being served is
+// resident in memory: the first warmup pass is done, or there is nothing
+// to warm (Options.InMemory, WarmupOff). After a reload it is the new
+// database's channel.
+func (c *Cache[T]) Ready() <-chan struct{} {
+	if g := c.cur.Load(); g != nil {
+		return g.warm.ready
+	}
+	return closedChan
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// WaitReady blocks until Ready is closed, ctx is done, or the cache is
+// closed, and returns nil, ctx's error or ErrClosed.
+func (c *Cache[T]) WaitReady(ctx context.Context) error {
+	g := c.cur.Load()
+	if g == nil {
+		return ErrClosed
+	}
+	select {
+	case <-g.warm.ready:
+		if c.cur.Load() == nil {
+			return ErrClosed
+		}
+		return nil
+	case <-g.closed:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Warm pre-faults the whole mapping now, on the calling goroutine, and
+// closes Ready when done. It is what Open's warmup runs; call it with
+// WarmupOff to choose the moment, or to see progress in Stats as it runs.
+func (c *Cache[T]) Warm(ctx context.Context) error {
+	g := c.cur.Load()
+	if g == nil {
+		return ErrClosed
+	}
+	u, ok := g.enter() // Close waits for us before it unmaps
+	if !ok {
+		return ErrClosed
+	}
+	defer g.exit(u)
+	if !g.m.mapped {
+		g.warm.markReady()
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-g.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return g.warm.pass(ctx)
+}
+
+// Residency returns the fraction of the database file's pages that are in
+// memory now (mincore). A database read into memory reports 1.
+func (c *Cache[T]) Residency() (float64, error) {
+	g := c.cur.Load()
+	if g == nil {
+		return 0, ErrClosed
+	}
+	u, ok := g.enter()
+	if !ok {
+		return 0, ErrClosed
+	}
+	defer g.exit(u)
+	if !g.m.mapped {
+		return 1, nil
+	}
+	return residency(g.m.data)
+}
+
+// ReadyHandler returns an http.Handler for a readiness probe: 503 while
+// the database is warming (with the progress in the body), 200 once Ready
+// is closed, 503 after Close.
+func (c *Cache[T]) ReadyHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		g := c.cur.Load()
+		if g == nil {
+			http.Error(w, "closed", http.StatusServiceUnavailable)
+			return
+		}
+		select {
+		case <-g.warm.ready:
+			fmt.Fprintln(w, "ready")
+		default:
+			st := g.warm.stats()
+			http.Error(w, fmt.Sprintf("warming: %s %d/%d bytes", st.Phase, st.Bytes, st.Total), http.StatusServiceUnavailable)
+		}
+	})
+}
