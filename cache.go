@@ -10,7 +10,7 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
-	
+
 	"github.com/geocache/geocache/internal/flight"
 	"github.com/geocache/geocache/internal/pcpu"
 	"github.com/geocache/geocache/internal/sizeof"

@@ -22,4 +22,6 @@ var sink byte
 
 func residentPages(b []byte) ([]bool, error) { return nil, errors.ErrUnsupported }
 
-func lockMemory(b []byte) error { return &MlockError{Size: int64(len(b)), Limit: -1, Err: errors.ErrUnsupported} }
+func lockMemory(b []byte) error {
+	return &MlockError{Size: int64(len(b)), Limit: -1, Err: errors.ErrUnsupported}
+}
