@@ -28,6 +28,13 @@ var defaultDB []byte
 
 const usage = `usage:
   geocache lookup [-db PATH] IP...   look addresses up; "-" reads them from stdin, one per line
+  geocache warm [-db PATH]           pre-fault the database, with progress and residency before and after
+  geocache soak -db PATH [-duration 5m] [-keepwarm 10s]
+                                     residency and major faults under light traffic after warmup
+  geocache coldstart -db PATH [-fuse-delay 10ms] [-disk-lookups 200000] [-plot FILE.png]
+                                     page-fault cost on slow storage and on disk, with and without warmup
+  geocache slowfs [-delay 10ms] SRC MNT
+                                     serve SRC at MNT through FUSE, every read delayed (coldstart uses it)
 `
 
 func main() {
@@ -43,6 +50,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "lookup":
 		return lookup(args[1:], stdin, stdout, stderr)
+	case "warm":
+		return warm(args[1:], stdout, stderr)
+	case "soak":
+		return soak(args[1:], stdout, stderr)
+	case "coldstart":
+		return coldstart(args[1:], stdout, stderr)
+	case "slowfs":
+		return serveSlowfs(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -52,11 +67,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // openDB opens path, or the embedded database when path is empty.
-func openDB(path string) (*geocache.Cache[any], error) {
+func openDB(path string, o *geocache.Options) (*geocache.Cache[any], error) {
 	if path == "" {
-		return geocache.OpenBytes[any](defaultDB, nil)
+		return geocache.OpenBytes[any](defaultDB, o)
 	}
-	return geocache.Open[any](path, nil)
+	return geocache.Open[any](path, o)
 }
 
 type answer struct {
@@ -77,7 +92,7 @@ func lookup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "geocache lookup: no address given\n%s", usage)
 		return 2
 	}
-	c, err := openDB(*db)
+	c, err := openDB(*db, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "geocache lookup: %v\n", err)
 		return 1
