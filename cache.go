@@ -185,11 +185,11 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 		return Result[T]{}, ErrClosed
 	}
 	a := normalize(ip)
-	if !a.IsValid() || a.Zone() != "" {
+	if !a.Is4() && (!a.IsValid() || a.Zone() != "") {
 		return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
 	}
 	if res, kbits, ok := g.store.front.get(blockKey(a, stride(a)), a); ok {
-		if c.stats.Inc(pcpu.A)&(touchEvery-1) == 0 {
+		if c.stats.IncA()&(touchEvery-1) == 0 {
 			c.touch(blockKey(a, int(kbits)))
 		}
 		return res, nil
