@@ -76,25 +76,35 @@ func TestDifferentialGenerated(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d,ipv4only=%v", spec.Seed, spec.IPv4Only), func(t *testing.T) {
 			path := genDB(t, spec)
 			r := openReader(t, path)
-			// A 1 MiB budget holds a few thousand entries: the sample
-			// below keeps the cache evicting.
-			c, err := Open[geoip2.City](path, &Options{MaxCost: 1 << 20})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
 			nets := networksOf(r)
 			if len(nets) < 20_000 {
 				t.Fatalf("generated database has only %d networks", len(nets))
 			}
-			checkDifferential(t, c, r, sampleAddrs(spec.Seed, nets, diffN(t, 100_000), !spec.IPv4Only))
-			st := c.Stats()
-			t.Logf("%+v", st)
-			if st.Evictions+st.Rejections == 0 {
-				t.Errorf("budget never forced an eviction or rejection: %+v", st)
-			}
-			if st.Hits == 0 || st.Misses == 0 {
-				t.Errorf("expected both hits and misses: %+v", st)
+			addrs := sampleAddrs(spec.Seed, nets, diffN(t, 100_000), !spec.IPv4Only)
+			// A 1 MiB budget holds a few thousand entries, so the cache
+			// keeps evicting; at 256 MiB the second pass is all hits.
+			for _, budget := range []int64{1 << 20, 256 << 20} {
+				c, err := Open[geoip2.City](path, &Options{MaxCost: budget})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkDifferential(t, c, r, addrs)
+				waitCache(c)
+				st := c.Stats()
+				c.Close()
+				t.Logf("budget %d: %+v", budget, st)
+				if st.Hits == 0 || st.Misses == 0 {
+					t.Errorf("expected both hits and misses: %+v", st)
+				}
+				if budget == 1<<20 && st.Evictions+st.Rejections == 0 {
+					t.Errorf("budget never forced an eviction or rejection: %+v", st)
+				}
+				if budget > 1<<20 && st.Hits < st.Misses {
+					t.Errorf("big budget: fewer hits than misses: %+v", st)
+				}
+				if st.Cost > st.MaxCost {
+					t.Errorf("cost %d over budget %d", st.Cost, st.MaxCost)
+				}
 			}
 		})
 	}
