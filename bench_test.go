@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
@@ -223,4 +225,109 @@ func skipVariant(stream, v string) bool {
 		return v == "impl=geocache-miss"
 	}
 	return strings.HasPrefix(v, "impl=geocache") && v != "impl=geocache-miss"
+}
+
+// BenchmarkReload: parallel lookups on the primed zipf stream, with no
+// reloads and with a reload of the same file every 100 ms (each reload
+// warms the new file and looks the hot set up again, on the same 2 cores).
+func BenchmarkReload(b *testing.B) {
+	d := loadBench(b)
+	for _, every := range []time.Duration{0, 100 * time.Millisecond} {
+		b.Run(fmt.Sprintf("reload=%v", every), func(b *testing.B) {
+			c, err := Open[geoip2.City](d.path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for range 2 {
+				for _, a := range d.zipf {
+					c.Lookup(a)
+				}
+				waitCache(c)
+			}
+			stop, stopped := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(stopped)
+				if every == 0 {
+					return
+				}
+				t := time.NewTicker(every)
+				defer t.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+						if err := c.Reload(""); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}
+			}()
+			var seed atomic.Uint64
+			start := c.Stats()
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seed.Add(1) * 7919 * 4099)
+				for pb.Next() {
+					c.Lookup(d.zipf[i&(streamLen-1)])
+					i++
+				}
+			})
+			b.StopTimer()
+			close(stop)
+			<-stopped
+			st := c.Stats()
+			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
+			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
+			b.ReportMetric(float64(st.Reloads-start.Reloads), "reloads")
+		})
+	}
+}
+
+// BenchmarkReloadMissSpike: the miss rate over the first 100,000 lookups
+// of the zipf stream after a reload, with the hot set looked up again
+// before the swap (hotset=on) and without (hotset=off). Run with
+// -benchtime=1x; each iteration is one reload.
+func BenchmarkReloadMissSpike(b *testing.B) {
+	d := loadBench(b)
+	for _, hot := range []bool{true, false} {
+		b.Run(fmt.Sprintf("hotset=%v", hot), func(b *testing.B) {
+			c, err := Open[geoip2.City](d.path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			c.noHotSet = !hot
+			for range 2 {
+				for _, a := range d.zipf {
+					c.Lookup(a)
+				}
+				waitCache(c)
+			}
+			first100k := func() float64 {
+				s0 := c.Stats()
+				for _, a := range d.zipf[:100_000] {
+					c.Lookup(a)
+				}
+				return 100 * float64(c.Stats().Misses-s0.Misses) / 100_000
+			}
+			var missPct, steady float64
+			var took time.Duration
+			for b.Loop() {
+				steady = first100k()
+				t0 := time.Now()
+				if err := c.Reload(""); err != nil {
+					b.Fatal(err)
+				}
+				took = time.Since(t0)
+				missPct = first100k()
+			}
+			b.ReportMetric(missPct, "miss%-after")
+			b.ReportMetric(steady, "miss%-before")
+			b.ReportMetric(took.Seconds(), "reload-s")
+		})
+	}
 }

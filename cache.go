@@ -2,6 +2,8 @@ package geocache
 
 import (
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,20 @@ type Options struct {
 	// evicted. Open fails with an *MlockError when RLIMIT_MEMLOCK is
 	// below the file's size.
 	Mlock bool
+
+	// Watch reloads the database when its file changes (fsnotify on the
+	// file's directory, so a rename over the file, as geoipupdate does,
+	// is seen). Bursts of events within WatchDebounce (default 500 ms)
+	// make one reload.
+	Watch         bool
+	WatchDebounce time.Duration
+
+	// Logger, if set, gets one record per reload and per failed reload.
+	Logger *slog.Logger
+
+	// OnReload, if set, is called after every reload attempt, with the
+	// error of a failed one. It runs on the reloading goroutine.
+	OnReload func(path string, err error)
 }
 
 func (o *Options) withDefaults() Options {
@@ -62,6 +78,9 @@ func (o *Options) withDefaults() Options {
 		v.MaxCost = DefaultMaxCost
 	}
 	v.MaxCost = max(v.MaxCost, 1<<20)
+	if v.WatchDebounce <= 0 {
+		v.WatchDebounce = 500 * time.Millisecond
+	}
 	return v
 }
 
@@ -86,6 +105,8 @@ type Stats struct {
 	Hits        uint64 // lookups answered from the cache
 	SlowHits    uint64 // the part of Hits that missed the front table and asked ristretto
 	Warmup      WarmupStats
+	Reloads     uint64 // successful reloads
+	ReloadFails uint64 // failed reloads (the previous database kept serving)
 	Misses      uint64 // lookups that asked the database
 	Entries     int64  // cached networks and split-block markers
 	Records     int64  // distinct decoded records held by entries
@@ -102,6 +123,16 @@ type Cache[T any] struct {
 	cur   atomic.Pointer[generation[T]]
 	meta  maxminddb.Metadata
 	stats *pcpu.Cells // A: hits, B: misses, C: slow hits
+	opts  Options
+
+	reloadMu       sync.Mutex // serializes Reload and Close
+	path           string     // the file last opened; guarded by reloadMu
+	done           chan struct{}
+	watcher        *watcher
+	reloads        atomic.Uint64
+	reloadFailures atomic.Uint64
+	noHotSet       bool // tests: reload without pre-population
+
 	close sync.Once
 	err   error
 }
@@ -115,7 +146,18 @@ func Open[T any](path string, opts *Options) (*Cache[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	return newCache[T](m, &o)
+	c, err := newCache[T](m, &o)
+	if err != nil {
+		return nil, err
+	}
+	c.path = path
+	if o.Watch {
+		if err := c.watch(o.WatchDebounce); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("geocache: watch %s: %w", path, err)
+		}
+	}
+	return c, nil
 }
 
 // OpenBytes returns a cache over a database held in memory. The cache keeps
@@ -131,7 +173,7 @@ func newCache[T any](m *mapping, o *Options) (*Cache[T], error) {
 		return nil, err
 	}
 	g.startWarmup(o)
-	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New()}
+	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New(), opts: *o, done: make(chan struct{})}
 	c.cur.Store(g)
 	return c, nil
 }
@@ -141,6 +183,8 @@ func (c *Cache[T]) Metadata() maxminddb.Metadata {
 	if g := c.cur.Load(); g != nil {
 		return g.reader.Metadata
 	}
+	c.reloadMu.Lock() // Close sets meta to the last generation's
+	defer c.reloadMu.Unlock()
 	return c.meta
 }
 
@@ -149,7 +193,14 @@ func (c *Cache[T]) Metadata() maxminddb.Metadata {
 // return the first call's error.
 func (c *Cache[T]) Close() error {
 	c.close.Do(func() {
+		close(c.done) // cancels a reload in progress
+		if c.watcher != nil {
+			c.watcher.stop()
+		}
+		c.reloadMu.Lock()
+		defer c.reloadMu.Unlock()
 		if g := c.cur.Swap(nil); g != nil {
+			c.meta = g.reader.Metadata
 			c.err = g.retire()
 		}
 	})
@@ -159,7 +210,8 @@ func (c *Cache[T]) Close() error {
 // Stats returns a snapshot of the cache's counters.
 func (c *Cache[T]) Stats() Stats {
 	hits, misses, slow := c.stats.Sum()
-	st := Stats{Hits: uint64(hits), Misses: uint64(misses), SlowHits: uint64(slow)}
+	st := Stats{Hits: uint64(hits), Misses: uint64(misses), SlowHits: uint64(slow),
+		Reloads: c.reloads.Load(), ReloadFails: c.reloadFailures.Load()}
 	if g := c.cur.Load(); g != nil {
 		g.store.stats(&st)
 		st.Warmup = g.warm.stats()
@@ -266,7 +318,9 @@ func (g *generation[T]) resolve(a netip.Addr) (e *entry[T], hit bool, err error)
 
 // fill asks the database for a and caches the answer. m is the marker of
 // a's first-level block if the caller found one.
-func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (*entry[T], error) {
+func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (_ *entry[T], err error) {
+	defer setPanicOnFault(setPanicOnFault(true))
+	defer guardFault(g.m.path, &err)
 	res := g.reader.Lookup(a)
 	if err := res.Err(); err != nil {
 		return nil, err

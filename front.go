@@ -244,3 +244,31 @@ func (f *front[T]) drop(e *entry[T]) {
 		match(&s[i].meta, func() bool { return s[i].hi.Load() == hi && s[i].lo.Load() == lo }, &s[i].rec)
 	}
 }
+
+// each calls fn with the address of every network in the table until fn
+// returns false: the hot set, for a reload to look up again.
+func (f *front[T]) each(fn func(netip.Addr) bool) {
+	for i := range f.v4 {
+		for j := range f.v4[i] {
+			sl := &f.v4[i][j]
+			if m, a := sl.meta.Load(), sl.addr.Load(); m&metaValid != 0 && m != metaLocked {
+				if !fn(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})) {
+					return
+				}
+			}
+		}
+	}
+	for i := range f.v6 {
+		for j := range f.v6[i] {
+			sl := &f.v6[i][j]
+			if m := sl.meta.Load(); m&metaValid != 0 && m != metaLocked {
+				var b [16]byte
+				binary.BigEndian.PutUint64(b[:8], sl.hi.Load())
+				binary.BigEndian.PutUint64(b[8:], sl.lo.Load())
+				if !fn(netip.AddrFrom16(b)) {
+					return
+				}
+			}
+		}
+	}
+}

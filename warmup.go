@@ -61,7 +61,7 @@ type warmer struct {
 	bytes    atomic.Int64
 	passes   atomic.Uint64
 	refaults atomic.Int64
-	started  time.Time
+	started  atomic.Int64 // unix ns when the current pass started
 	elapsed  atomic.Int64 // ns, set when the first pass ends
 	err      atomic.Value // error of the first pass, if any
 }
@@ -120,13 +120,20 @@ func (w *warmer) stop() {
 }
 
 // pass pre-faults the whole file, tree first, and marks the warmer ready.
-func (w *warmer) pass(ctx context.Context) error {
-	w.started = time.Now()
+func (w *warmer) pass(ctx context.Context) (err error) {
+	defer setPanicOnFault(setPanicOnFault(true)) // the touch fallback reads the mapping
+	defer guardFault("", &err)
+	start := time.Now()
+	w.started.Store(start.UnixNano())
 	w.bytes.Store(0)
+	// madvise wants page-aligned addresses: the tree phase ends on the
+	// page that holds the tree's last byte.
+	page := os.Getpagesize()
+	tree := min((w.treeSize+page-1)/page*page, len(w.data))
 	for _, ph := range []struct {
 		name     string
 		from, to int
-	}{{"tree", 0, w.treeSize}, {"data", w.treeSize, len(w.data)}} {
+	}{{"tree", 0, tree}, {"data", tree, len(w.data)}} {
 		w.phase.Store(ph.name)
 		for off := ph.from; off < ph.to; off += warmChunk {
 			if err := ctx.Err(); err != nil {
@@ -140,7 +147,7 @@ func (w *warmer) pass(ctx context.Context) error {
 			w.bytes.Add(int64(end - off))
 		}
 	}
-	w.elapsed.Store(int64(time.Since(w.started)))
+	w.elapsed.Store(int64(time.Since(start)))
 	w.phase.Store("done")
 	w.passes.Add(1)
 	w.markReady()
@@ -186,8 +193,8 @@ func (w *warmer) stats() WarmupStats {
 	}
 	if e := w.elapsed.Load(); e > 0 {
 		st.Elapsed = time.Duration(e)
-	} else if !w.started.IsZero() && (st.Phase == "tree" || st.Phase == "data") {
-		st.Elapsed = time.Since(w.started)
+	} else if t := w.started.Load(); t != 0 && (st.Phase == "tree" || st.Phase == "data") {
+		st.Elapsed = time.Since(time.Unix(0, t))
 	}
 	return st
 }

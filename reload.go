@@ -1,0 +1,205 @@
+package geocache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Why reload this way: MMDB files are replaced weekly (geoipupdate writes
+// NAME.temporary and renames it over the old file), and a service must
+// pick the new one up without a restart, a pause, or a crash. A reload
+// builds a complete new generation (mapping, reader, cache) beside the
+// serving one, warms it, fills its cache with what is hot now, and swaps
+// one pointer. Lookups in flight finish on the old generation, which is
+// unmapped when its last reader is done; answers never mix the two.
+
+// ErrFault is returned (wrapped, with the file's path) when reading the
+// mapped file faults: the file was truncated or rewritten in place under
+// the mapping. Cached answers go on being served; Reload a good file.
+var ErrFault = errors.New("geocache: fault reading the mapped file (truncated or rewritten in place?)")
+
+// ErrNoPath is returned by Reload("") on a cache opened with OpenBytes.
+var ErrNoPath = errors.New("geocache: no file to reload: the cache was opened from bytes")
+
+// Reload replaces the database being served with the file at path (empty:
+// the file last opened). It opens and checks the new file, pre-faults it
+// (unless Options.Warmup is WarmupOff), looks the networks that are hot in
+// the current cache up again in it, and then swaps it in atomically. On
+// error the current database keeps serving. Reload returns once the old
+// database is unmapped, which waits for lookups still reading it.
+// Concurrent calls are serialized.
+func (c *Cache[T]) Reload(path string) error {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	err := c.reload(path)
+	c.reported(path, err)
+	return err
+}
+
+func (c *Cache[T]) reload(path string) error {
+	old := c.cur.Load()
+	if old == nil {
+		return ErrClosed
+	}
+	if path == "" {
+		if path = c.path; path == "" {
+			return ErrNoPath
+		}
+	}
+	m, err := load(path, c.opts.InMemory)
+	if err != nil {
+		return err
+	}
+	g, err := open[T](m, &c.opts)
+	if err != nil {
+		return err
+	}
+	// Close cancels a reload in progress.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	if g.m.mapped && !c.opts.Mlock && c.opts.Warmup != WarmupOff {
+		if err := g.warm.pass(ctx); err != nil {
+			g.retire()
+			if ctx.Err() != nil {
+				return ErrClosed
+			}
+			return err
+		}
+	}
+	g.warm.markReady()
+	if !c.noHotSet {
+		g.prepopulate(ctx, old)
+	}
+	if ctx.Err() != nil || !c.cur.CompareAndSwap(old, g) {
+		g.retire()
+		return ErrClosed
+	}
+	g.warm.start(c.opts.KeepWarm, false)
+	c.path = path
+	c.reloads.Add(1)
+	return old.retire()
+}
+
+// reported logs a reload's outcome and counts failures.
+func (c *Cache[T]) reported(path string, err error) {
+	if path == "" {
+		path = c.path
+	}
+	if err != nil {
+		c.reloadFailures.Add(1)
+	}
+	if l := c.opts.Logger; l != nil {
+		if g := c.cur.Load(); err != nil || g == nil {
+			l.Error("geocache: reload failed; the previous database keeps serving", "path", path, "err", err)
+		} else {
+			md := g.reader.Metadata
+			l.Info("geocache: reloaded", "path", path, "type", md.DatabaseType, "build", md.BuildTime().UTC())
+		}
+	}
+	if f := c.opts.OnReload; f != nil {
+		f(path, err)
+	}
+}
+
+// prepopulate looks every network cached in old's front table up in g, so
+// that the new generation starts with the hot set instead of a miss storm.
+func (g *generation[T]) prepopulate(ctx context.Context, old *generation[T]) {
+	n := 0
+	old.store.front.each(func(a netip.Addr) bool {
+		if n++; n%1024 == 0 && ctx.Err() != nil {
+			return false
+		}
+		if !(g.ipv4 && a.Is6()) {
+			g.resolve(a)
+		}
+		return true
+	})
+	g.store.rc.Wait() // admitted before the swap, not after
+}
+
+// guardFault turns a fault on the mapping (SIGBUS after the file was
+// truncated under it) and any panic of the reader into an error. Deferred,
+// with debug.SetPanicOnFault set for the goroutine.
+func guardFault(path string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%w: %s: %v", ErrFault, path, r)
+	}
+}
+
+// watcher reloads the cache when its file changes.
+type watcher struct {
+	w    *fsnotify.Watcher
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+// watch starts watching c's file: the directory, since geoipupdate
+// replaces the file by rename, which a watch on the file would lose.
+// Bursts of events (write, chmod, rename) within debounce make one reload.
+func (c *Cache[T]) watch(debounce time.Duration) error {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	path := c.path
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	if err := fw.Add(dir); err != nil {
+		fw.Close()
+		return err
+	}
+	w := &watcher{w: fw, done: make(chan struct{})}
+	c.watcher = w
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		var timer <-chan time.Time
+		for {
+			select {
+			case <-w.done:
+				return
+			case ev, ok := <-fw.Events:
+				if !ok {
+					return
+				}
+				if filepath.Base(ev.Name) == base && !ev.Has(fsnotify.Remove) {
+					timer = time.After(debounce)
+				}
+			case err, ok := <-fw.Errors:
+				if !ok {
+					return
+				}
+				if l := c.opts.Logger; l != nil {
+					l.Warn("geocache: watching the database file", "path", path, "err", err)
+				}
+			case <-timer:
+				timer = nil
+				c.Reload("")
+			}
+		}
+	}()
+	return nil
+}
+
+func (w *watcher) stop() {
+	close(w.done)
+	w.w.Close()
+	w.wg.Wait()
+}
+
+// setPanicOnFault is debug.SetPanicOnFault, named for what it is for here.
+var setPanicOnFault = debug.SetPanicOnFault

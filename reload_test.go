@@ -1,0 +1,318 @@
+//go:build linux
+
+package geocache
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oschwald/maxminddb-golang/v2"
+	"go.uber.org/goleak"
+
+	"github.com/geocache/geocache/internal/mmdbtest"
+)
+
+// answer is what an uncached reader says for one address.
+type answer struct {
+	prefix netip.Prefix
+	found  bool
+	record any
+}
+
+// answers reads path into memory (so that the reference reader maps
+// nothing: the leak checks look at /proc/self/maps) and asks it addrs.
+func answers(t *testing.T, path string, addrs []netip.Addr) map[netip.Addr]answer {
+	r, err := maxminddb.OpenBytes(mustRead(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[netip.Addr]answer, len(addrs))
+	for _, a := range addrs {
+		res := r.Lookup(a.Unmap())
+		var v any
+		if err := res.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		out[a] = answer{res.Prefix(), res.Found(), v}
+	}
+	return out
+}
+
+func (w answer) matches(res Result[any]) bool {
+	if res.Prefix != w.prefix || res.Found != w.found {
+		return false
+	}
+	return !res.Found || reflect.DeepEqual(*res.Record, w.record)
+}
+
+// mapped reports whether path is mapped into this process.
+func mapped(t *testing.T, path string) bool {
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(string(b), path)
+}
+
+// Lookups racing reloads between two databases, then Close: every answer
+// is one database's answer for that address, nothing panics, nothing leaks.
+func TestReloadStress(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	pathA := genDB(t, mmdbtest.Spec{Seed: 21, Networks: 20_000})
+	pathB := genDB(t, mmdbtest.Spec{Seed: 22, Networks: 20_000})
+	nets := append(networksOf(readBytes(t, pathA)), networksOf(readBytes(t, pathB))...)
+	addrs := sampleAddrs(5, nets, 20_000, true)
+	wantA, wantB := answers(t, pathA, addrs), answers(t, pathB, addrs)
+
+	c, err := Open[any](pathA, &Options{MaxCost: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var lookups, reloads atomic.Int64
+	for i := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(i), 9))
+			for !stop.Load() {
+				a := addrs[r.IntN(len(addrs))]
+				res, err := c.Lookup(a)
+				if err != nil {
+					t.Errorf("%s: %v", a, err)
+					return
+				}
+				if !wantA[a].matches(res) && !wantB[a].matches(res) {
+					t.Errorf("%s: %+v matches neither database", a, res)
+					return
+				}
+				lookups.Add(1)
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			p := pathA
+			if i%2 == 0 {
+				p = pathB
+			}
+			if err := c.Reload(p); err != nil {
+				t.Errorf("reload %d: %v", i, err)
+				return
+			}
+			reloads.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	time.Sleep(1500 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if !mapped(t, pathA) && !mapped(t, pathB) {
+		t.Fatal("the serving database does not show in /proc/self/maps: the leak check below would prove nothing")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Lookup(addrs[0]); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+	t.Logf("%d lookups, %d reloads", lookups.Load(), reloads.Load())
+	if reloads.Load() < 5 || lookups.Load() < 1000 {
+		t.Errorf("too little happened: %d lookups, %d reloads", lookups.Load(), reloads.Load())
+	}
+	if mapped(t, pathA) || mapped(t, pathB) {
+		t.Error("a database is still mapped after Close")
+	}
+}
+
+// Close racing a reload: no deadlock, no leak.
+func TestCloseDuringReload(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	path := bigDB(t)
+	for range 5 {
+		c, err := Open[any](path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error)
+		go func() { done <- c.Reload("") }()
+		time.Sleep(time.Millisecond)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil && !errors.Is(err, ErrClosed) {
+			t.Errorf("Reload racing Close: %v", err)
+		}
+	}
+	if mapped(t, path) {
+		t.Error("still mapped after Close")
+	}
+}
+
+func TestReloadFailureKeepsServing(t *testing.T) {
+	var calls []error
+	c, err := Open[any](genDB(t, mmdbtest.Spec{Seed: 23, Networks: 2000}), &Options{
+		OnReload: func(_ string, err error) { calls = append(calls, err) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := netip.MustParseAddr("1.2.3.4")
+	before, _ := c.Lookup(a)
+	bad := filepath.Join(t.TempDir(), "bad.mmdb")
+	os.WriteFile(bad, []byte("not a database"), 0o644)
+	for _, p := range []string{filepath.Join(t.TempDir(), "missing.mmdb"), bad} {
+		if err := c.Reload(p); err == nil {
+			t.Errorf("Reload(%s) succeeded", p)
+		}
+	}
+	after, err := c.Lookup(a)
+	if err != nil || after != before {
+		t.Errorf("after failed reloads: %+v %v, before %+v", after, err, before)
+	}
+	if st := c.Stats(); st.ReloadFails != 2 || st.Reloads != 0 || len(calls) != 2 || calls[1] == nil {
+		t.Errorf("stats %+v, callbacks %v", st, calls)
+	}
+	if err := c.Reload(""); err != nil {
+		t.Errorf("reloading the same file: %v", err)
+	}
+	if st := c.Stats(); st.Reloads != 1 || len(calls) != 3 || calls[2] != nil {
+		t.Errorf("stats %+v, callbacks %v", st, calls)
+	}
+	b, err := OpenBytes[any](mustRead(t, "testdata/maxmind/test-data/GeoIP2-City-Test.mmdb"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Reload(""); !errors.Is(err, ErrNoPath) {
+		t.Errorf("Reload(\"\") from bytes: %v", err)
+	}
+}
+
+func readBytes(t *testing.T, path string) *maxminddb.Reader {
+	r, err := maxminddb.OpenBytes(mustRead(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A file truncated in place under the mapping: lookups that read the lost
+// pages fail with ErrFault, the process lives, cached answers are still
+// served, and a Reload of a good file restores service.
+func TestTruncatedUnderMapping(t *testing.T) {
+	good := genDB(t, mmdbtest.Spec{Seed: 24, Networks: 40_000})
+	path := filepath.Join(t.TempDir(), "db.mmdb")
+	data := mustRead(t, good)
+	os.WriteFile(path, data, 0o644)
+	c, err := Open[any](path, &Options{Warmup: WarmupWait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	nets := networksOf(openReader(t, good))
+	cached := nets[0].Addr()
+	want, err := c.Lookup(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCache(c)
+	if err := os.Truncate(path, int64(len(data)/4)); err != nil {
+		t.Fatal(err)
+	}
+	faults := 0
+	for _, a := range sampleAddrs(8, nets, 2000, true) {
+		if _, err := c.Lookup(a); errors.Is(err, ErrFault) {
+			faults++
+		}
+	}
+	if faults == 0 {
+		t.Fatal("no lookup hit the truncated part")
+	}
+	if got, err := c.Lookup(cached); err != nil || got != want {
+		t.Errorf("cached answer after truncation: %+v %v", got, err)
+	}
+	if err := c.Reload(good); err != nil {
+		t.Fatal(err)
+	}
+	wantAll := answers(t, good, sampleAddrs(9, nets, 2000, true))
+	for a, w := range wantAll {
+		res, err := c.Lookup(a)
+		if err != nil || !w.matches(res) {
+			t.Fatalf("after reload, %s: %+v %v", a, res, err)
+		}
+	}
+	t.Logf("%d of 2000 lookups faulted", faults)
+}
+
+// Replacing the file by rename, as geoipupdate does, is picked up by the
+// watcher; a broken replacement is reported and the last good one serves.
+func TestWatchRename(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	path := filepath.Join(dir, "GeoLite2-City.mmdb")
+	write := func(b []byte) {
+		tmp := path + ".temporary"
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbA := mustRead(t, genDB(t, mmdbtest.Spec{Seed: 31, Networks: 3000}))
+	dbB := mustRead(t, genDB(t, mmdbtest.Spec{Seed: 32, Networks: 3000}))
+	write(dbA)
+	results := make(chan error, 10)
+	c, err := Open[any](path, &Options{Watch: true, WatchDebounce: 20 * time.Millisecond,
+		OnReload: func(_ string, err error) { results <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	epochA := c.Metadata().BuildEpoch
+	write(dbB)
+	select {
+	case err := <-results:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload within 10s of the rename")
+	}
+	if e := c.Metadata().BuildEpoch; e == epochA {
+		t.Fatalf("still serving the old database (epoch %d)", e)
+	}
+	write([]byte("garbage"))
+	select {
+	case err := <-results:
+		if err == nil {
+			t.Fatal("a garbage file reloaded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload attempt for the garbage file")
+	}
+	if _, err := c.Lookup(netip.MustParseAddr("1.2.3.4")); err != nil {
+		t.Errorf("after a failed reload: %v", err)
+	}
+	if st := c.Stats(); st.Reloads != 1 || st.ReloadFails != 1 {
+		t.Errorf("%+v", st)
+	}
+}
