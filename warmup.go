@@ -41,6 +41,9 @@ type WarmupStats struct {
 	Elapsed  time.Duration // time the first pass took, or has taken so far
 	Passes   uint64        // completed passes: the first, then keep-warm re-faults
 	Refaults int64         // bytes keep-warm found evicted and faulted in again
+	// Fallbacks counts chunks pre-faulted by reading a byte per page,
+	// where the kernel lacks MADV_POPULATE_READ (before Linux 5.14).
+	Fallbacks int64
 }
 
 // warmChunk is how much one madvise call pre-faults: large enough to keep
@@ -61,6 +64,7 @@ type warmer struct {
 	bytes    atomic.Int64
 	passes   atomic.Uint64
 	refaults atomic.Int64
+	fallback atomic.Int64 // chunks pre-faulted by touching pages (no POPULATE_READ)
 	started  atomic.Int64 // unix ns when the current pass started
 	elapsed  atomic.Int64 // ns, set when the first pass ends
 	err      atomic.Value // error of the first pass, if any
@@ -141,8 +145,12 @@ func (w *warmer) pass(ctx context.Context) (err error) {
 				return err
 			}
 			end := min(off+warmChunk, ph.to)
-			if err := populate(w.data[off:end]); err != nil {
+			fb, err := populate(w.data[off:end])
+			if err != nil {
 				w.err.Store(err)
+			}
+			if fb {
+				w.fallback.Add(1)
 			}
 			w.bytes.Add(int64(end - off))
 		}
@@ -175,7 +183,7 @@ func (w *warmer) keepWarm(ctx context.Context) {
 			return
 		}
 		lo, hi := i*page, min(j*page, len(w.data))
-		if populate(w.data[lo:hi]) == nil {
+		if _, err := populate(w.data[lo:hi]); err == nil {
 			w.refaults.Add(int64(hi - lo))
 		}
 		i = j
@@ -185,11 +193,12 @@ func (w *warmer) keepWarm(ctx context.Context) {
 
 func (w *warmer) stats() WarmupStats {
 	st := WarmupStats{
-		Phase:    w.phase.Load().(string),
-		Bytes:    w.bytes.Load(),
-		Total:    int64(len(w.data)),
-		Passes:   w.passes.Load(),
-		Refaults: w.refaults.Load(),
+		Phase:     w.phase.Load().(string),
+		Bytes:     w.bytes.Load(),
+		Total:     int64(len(w.data)),
+		Passes:    w.passes.Load(),
+		Refaults:  w.refaults.Load(),
+		Fallbacks: w.fallback.Load(),
 	}
 	if e := w.elapsed.Load(); e > 0 {
 		st.Elapsed = time.Duration(e)

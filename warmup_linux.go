@@ -12,14 +12,15 @@ import (
 // populate faults b in. MADV_POPULATE_READ (Linux 5.14) reads inside the
 // syscall; older kernels answer EINVAL, and get MADV_WILLNEED (readahead)
 // plus a read of one byte per page, which faults on this goroutine.
-func populate(b []byte) error {
-	err := unix.Madvise(b, unix.MADV_POPULATE_READ)
+// fallback reports whether it had to.
+func populate(b []byte) (fallback bool, err error) {
+	err = unix.Madvise(b, unix.MADV_POPULATE_READ)
 	if err == nil || !errors.Is(err, unix.EINVAL) {
-		return err
+		return false, err
 	}
 	_ = unix.Madvise(b, unix.MADV_WILLNEED)
 	touch(b)
-	return nil
+	return true, nil
 }
 
 // sink keeps the reads of touch from being optimized away.

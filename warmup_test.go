@@ -66,6 +66,11 @@ func TestWarmupMakesResident(t *testing.T) {
 	if st.Phase != "done" || st.Bytes != st.Total || st.Total == 0 || st.Passes != 1 || st.Elapsed <= 0 {
 		t.Errorf("%+v", st)
 	}
+	var u unix.Utsname
+	unix.Uname(&u)
+	if st.Fallbacks != 0 {
+		t.Errorf("%d chunks fell back from MADV_POPULATE_READ on %s", st.Fallbacks, unix.ByteSliceToString(u.Release[:]))
+	}
 }
 
 func TestResidencyMeasuresEviction(t *testing.T) {
