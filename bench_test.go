@@ -129,18 +129,24 @@ var variants = []variant{
 	}},
 }
 
-// openGeocache opens a cache and primes it with one pass over stream.
+// primeCache looks stream up twice: the first pass fills the cache, the
+// second admits what ristretto dropped from the first's bursts.
+func primeCache[T any](c *Cache[T], stream []netip.Addr) {
+	for range 2 {
+		for _, a := range stream {
+			c.Lookup(a)
+		}
+		waitCache(c)
+	}
+}
+
+// openGeocache opens a cache and primes it with stream.
 func openGeocache(b *testing.B, d *benchData, prime []netip.Addr, o *Options) (lookupFunc, func()) {
 	c, err := Open[geoip2.City](d.path, o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for range 2 { // the first pass fills, the second admits what ristretto dropped
-		for _, a := range prime {
-			c.Lookup(a)
-		}
-		waitCache(c)
-	}
+	primeCache(c, prime)
 	start := c.Stats()
 	return func(a netip.Addr) bool {
 			_, err := c.Lookup(a)
@@ -239,12 +245,7 @@ func BenchmarkReload(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			for range 2 {
-				for _, a := range d.zipf {
-					c.Lookup(a)
-				}
-				waitCache(c)
-			}
+			primeCache(c, d.zipf)
 			stop, stopped := make(chan struct{}), make(chan struct{})
 			go func() {
 				defer close(stopped)
@@ -301,12 +302,7 @@ func BenchmarkReloadMissSpike(b *testing.B) {
 			}
 			defer c.Close()
 			c.noHotSet = !hot
-			for range 2 {
-				for _, a := range d.zipf {
-					c.Lookup(a)
-				}
-				waitCache(c)
-			}
+			primeCache(c, d.zipf)
 			first100k := func() float64 {
 				s0 := c.Stats()
 				for _, a := range d.zipf[:100_000] {

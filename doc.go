@@ -37,6 +37,28 @@
 // P). Close waits for lookups that are reading the file, then unmaps it;
 // lookups after Close return ErrClosed.
 //
+// # Warmup
+//
+// A mapped file is pre-faulted in the background (Options.Warmup) so that
+// lookups do not take page faults, which hold a P while the disk is read.
+// Ready, WaitReady and ReadyHandler tell a service when it can take
+// traffic; Residency measures what is in memory.
+//
+// # Reload
+//
+// Reload (or Options.Watch) swaps in a new file without a pause: the new
+// database is opened, warmed and filled with the current hot set before
+// one atomic swap; lookups in flight finish on the old one, which is
+// unmapped when its last reader is done. A failed reload leaves the old
+// database serving.
+//
+// # Performance
+//
+// A hit costs one probe of a 64-byte line: ~45 ns when it is in cache,
+// ~120 ns on a real traffic mix (GeoLite2-City, Zipf stream), against
+// ~3 us for geoip2.Reader.City. A miss costs the reader's tree walk and
+// decode plus the cache's bookkeeping. See the README for measurements.
+//
 // # Budget
 //
 // Options.MaxCost bounds the bytes the cache accounts: entries, decoded

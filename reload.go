@@ -62,16 +62,8 @@ func (c *Cache[T]) reload(path string) error {
 	if err != nil {
 		return err
 	}
-	// Close cancels a reload in progress.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := cancelOn(context.Background(), c.done) // Close cancels a reload
 	defer cancel()
-	go func() {
-		select {
-		case <-c.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if g.m.mapped && !c.opts.Mlock && c.opts.Warmup != WarmupOff {
 		if err := g.warm.pass(ctx); err != nil {
 			g.retire()

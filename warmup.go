@@ -276,16 +276,22 @@ func (c *Cache[T]) Warm(ctx context.Context) error {
 		g.warm.markReady()
 		return nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := cancelOn(ctx, g.closed)
 	defer cancel()
+	return g.warm.pass(ctx)
+}
+
+// cancelOn returns a context that is also cancelled when done is closed.
+func cancelOn(ctx context.Context, done <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
-		case <-g.closed:
+		case <-done:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	return g.warm.pass(ctx)
+	return ctx, cancel
 }
 
 // Residency returns the fraction of the database file's pages that are in
