@@ -236,9 +236,12 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	if g == nil {
 		return Result[T]{}, ErrClosed
 	}
-	a := normalize(ip)
-	if !a.Is4() && (!a.IsValid() || a.Zone() != "") {
-		return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
+	a := ip
+	if !a.Is4() {
+		if !a.IsValid() || a.Zone() != "" { // a zoned ::ffff:a.b.c.d too
+			return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
+		}
+		a = normalize(a)
 	}
 	if res, kbits, ok := g.store.front.get(blockKey(a, stride(a)), a); ok {
 		if c.stats.IncA()&(touchEvery-1) == 0 {
