@@ -13,7 +13,6 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 
-	"github.com/geocache/geocache/internal/flight"
 	"github.com/geocache/geocache/internal/pcpu"
 	"github.com/geocache/geocache/internal/sizeof"
 )
@@ -306,16 +305,7 @@ func (g *generation[T]) resolve(a netip.Addr) (e *entry[T], hit bool, err error)
 			return e, true, nil
 		}
 	}
-	// Concurrent misses in one first-level block share one fill. In a split
-	// block the shared answer may be another network: check, then fill.
-	e, err, _ = s.flight.Do(k, func() (*entry[T], error) { return g.fill(a, m) })
-	if err != nil {
-		return nil, false, err
-	}
-	if e.cover.Contains(a) {
-		return e, false, nil
-	}
-	e, err = g.fill(a, nil)
+	e, err = g.fill(a, m)
 	return e, false, err
 }
 
@@ -365,8 +355,10 @@ type entry[T any] struct {
 // the same data offset. It is charged to the budget once, while any cached
 // entry refers to it.
 type record[T any] struct {
-	v    T  // allocated with the record: one allocation, not two
-	val  *T // &v
+	v       T  // allocated with the record: one allocation, not two
+	val     *T // &v
+	decoded sync.WaitGroup
+	err     error // of the decode; set before decoded is done
 	off  uintptr
 	size int64 // set by the cost function, in ristretto's goroutine
 	refs atomic.Int64
@@ -382,7 +374,6 @@ type store[T any] struct {
 	rc      *ristretto.Cache[uint64, *entry[T]]
 	front   front[T]
 	records records[T]
-	flight  flight.Group[*entry[T]]
 
 	budget   int64 // MaxCost less the fixed tables
 	fixed    int64 // bytes of the front table and ristretto's sketch
@@ -443,19 +434,37 @@ func (s *store[T]) get(k uint64, a netip.Addr) *entry[T] {
 }
 
 // record returns the decoded record at res's offset, shared if cached.
+// Concurrent misses that need the same record decode it once: the first
+// publishes it undecoded and decodes; the others wait for it. (The tree
+// walks are not merged: they are a tenth of a decode.)
 func (s *store[T]) record(res maxminddb.Result) (*record[T], error) {
-	off := res.Offset()
-	if r := s.records.load(off); r != nil {
+	r, created := s.records.loadOrCreate(res.Offset())
+	if !created {
+		r.decoded.Wait()
+		if r.err != nil {
+			return nil, r.err
+		}
 		return r, nil
 	}
-	r := &record[T]{off: off}
-	r.val = &r.v
-	if err := res.Decode(r.val); err != nil {
-		return nil, err
+	decoded := false
+	defer func() {
+		if decoded {
+			return
+		}
+		// A failed decode, or a fault unwinding to fill's guard: waiters
+		// get an error, and the next miss tries again.
+		if r.err == nil {
+			r.err = ErrFault
+		}
+		r.decoded.Done()
+		s.records.deleteIf(r)
+	}()
+	if r.err = res.Decode(r.val); r.err != nil {
+		return nil, r.err
 	}
-	// Publish at once, so that a fill racing this one reuses the record;
-	// insert takes it back out if no entry ends up holding it.
-	return s.records.loadOrStore(r), nil
+	decoded = true
+	r.decoded.Done()
+	return r, nil
 }
 
 // marker returns the marker of a's split /st block, raising its length to
@@ -560,12 +569,23 @@ type records[T any] struct {
 	}
 }
 
-func (rs *records[T]) load(off uintptr) *record[T] {
+// loadOrCreate returns the record at off, or a new, undecoded one that it
+// publishes (created true): the caller decodes it and marks it decoded.
+func (rs *records[T]) loadOrCreate(off uintptr) (r *record[T], created bool) {
 	s := &rs.shards[off%uintptr(len(rs.shards))]
 	s.Lock()
-	r := s.m[off]
-	s.Unlock()
-	return r
+	defer s.Unlock()
+	if r := s.m[off]; r != nil {
+		return r, false
+	}
+	if s.m == nil {
+		s.m = map[uintptr]*record[T]{}
+	}
+	r = &record[T]{off: off}
+	r.val = &r.v
+	r.decoded.Add(1)
+	s.m[off] = r
+	return r, true
 }
 
 // loadOrStore returns the record at r's offset, storing r if there is none.
