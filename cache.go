@@ -359,9 +359,9 @@ type record[T any] struct {
 	val     *T // &v
 	decoded sync.WaitGroup
 	err     error // of the decode; set before decoded is done
-	off  uintptr
-	size int64 // set by the cost function, in ristretto's goroutine
-	refs atomic.Int64
+	off     uintptr
+	size    int64 // set by the cost function, in ristretto's goroutine
+	refs    atomic.Int64
 }
 
 // entryCost is what one entry costs: the entry itself plus ristretto's
