@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -235,13 +236,21 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	if g == nil {
 		return Result[T]{}, ErrClosed
 	}
-	a := ip
-	if !a.Is4() {
-		if !a.IsValid() || a.Zone() != "" { // a zoned ::ffff:a.b.c.d too
-			return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
+	if ip.Is4() { // the common case, without building another netip.Addr
+		b := ip.As4()
+		v := binary.BigEndian.Uint32(b[:])
+		if res, kbits, ok := g.store.front.get4(key4(v, strideV4), v); ok {
+			if c.stats.IncA()&(touchEvery-1) == 0 {
+				c.touch(key4(v, int(kbits)))
+			}
+			return res, nil
 		}
-		a = normalize(a)
+		return c.miss(ip, ip)
 	}
+	if !ip.IsValid() || ip.Zone() != "" { // a zoned ::ffff:a.b.c.d too
+		return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
+	}
+	a := normalize(ip)
 	if res, kbits, ok := g.store.front.get(blockKey(a, stride(a)), a); ok {
 		if c.stats.IncA()&(touchEvery-1) == 0 {
 			c.touch(blockKey(a, int(kbits)))

@@ -87,28 +87,7 @@ func addrWords(a netip.Addr) (hi, lo uint64) {
 func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], kbits uint32, ok bool) {
 	if a.Is4() {
 		b := a.As4()
-		v := binary.BigEndian.Uint32(b[:])
-		s := &f.v4[k&f.mask4]
-		for i := range s {
-			sl := &s[i]
-			m := sl.meta.Load()
-			addr := sl.addr.Load()
-			if m&metaValid == 0 || v&mask32(int(m&0xff)) != addr {
-				continue
-			}
-			rec := sl.rec.Load()
-			if sl.meta.Load() != m {
-				break // a writer got in: let the slow path answer
-			}
-			var p netip.Prefix
-			if m&metaV6Root != 0 {
-				p = netip.PrefixFrom(netip.IPv6Unspecified(), int(m>>11&0x7f))
-			} else {
-				p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(addr >> 24), byte(addr >> 16), byte(addr >> 8), byte(addr)}), int(m&0xff))
-			}
-			return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
-		}
-		return res, 0, false
+		return f.get4(k, binary.BigEndian.Uint32(b[:]))
 	}
 	ahi, alo := addrWords(a)
 	s := &f.v6[k&f.mask6]
@@ -128,6 +107,31 @@ func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], kbits uint32, ok 
 		binary.BigEndian.PutUint64(b[:8], hi)
 		binary.BigEndian.PutUint64(b[8:], lo)
 		p := netip.PrefixFrom(netip.AddrFrom16(b), bits)
+		return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
+	}
+	return res, 0, false
+}
+
+// get4 is get for the IPv4 address v.
+func (f *front[T]) get4(k uint64, v uint32) (res Result[T], kbits uint32, ok bool) {
+	s := &f.v4[k&f.mask4]
+	for i := range s {
+		sl := &s[i]
+		m := sl.meta.Load()
+		addr := sl.addr.Load()
+		if m&metaValid == 0 || v&mask32(int(m&0xff)) != addr {
+			continue
+		}
+		rec := sl.rec.Load()
+		if sl.meta.Load() != m {
+			break // a writer got in: let the slow path answer
+		}
+		var p netip.Prefix
+		if m&metaV6Root != 0 {
+			p = netip.PrefixFrom(netip.IPv6Unspecified(), int(m>>11&0x7f))
+		} else {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(addr >> 24), byte(addr >> 16), byte(addr >> 8), byte(addr)}), int(m&0xff))
+		}
 		return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
 	}
 	return res, 0, false

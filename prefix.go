@@ -50,14 +50,20 @@ func stride(a netip.Addr) int {
 // every probe verifies the network, so a collision is only a miss.
 func blockKey(a netip.Addr, bits int) uint64 {
 	hi, lo := addrWords(a)
-	tag := uint64(bits) << 1
 	if a.Is4() {
-		lo &= uint64(mask32(bits))
-		tag |= 1
-	} else {
-		hi, lo = hi&mask64(bits), lo&mask64(bits-64)
+		return key4(uint32(lo), bits)
 	}
-	h := hi*0x9e3779b97f4a7c15 ^ (lo*0xc2b2ae3d27d4eb4f)<<31 ^ (lo*0xc2b2ae3d27d4eb4f)>>33 ^ tag
+	return mix(hi&mask64(bits), lo&mask64(bits-64), uint64(bits)<<1)
+}
+
+// key4 is blockKey for the IPv4 address v, without building a netip.Addr.
+func key4(v uint32, bits int) uint64 {
+	return mix(0, uint64(v&mask32(bits)), uint64(bits)<<1|1)
+}
+
+func mix(hi, lo, tag uint64) uint64 {
+	l := lo * 0xc2b2ae3d27d4eb4f
+	h := hi*0x9e3779b97f4a7c15 ^ (l<<31 | l>>33) ^ tag
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
 	h ^= h >> 33
