@@ -30,7 +30,9 @@ var ErrFault = errors.New("geocache: fault reading the mapped file (truncated or
 var ErrNoPath = errors.New("geocache: no file to reload: the cache was opened from bytes")
 
 // Reload replaces the database being served with the file at path (empty:
-// the file last opened). It opens and checks the new file, pre-faults it
+// the file last opened). It opens and checks the new file (its metadata,
+// lookups of a few addresses across the space, and with Options.Verify
+// the reader's full structural check, 7-14 s for GeoLite2-City), pre-faults it
 // (unless Options.Warmup is WarmupOff), looks the networks that are hot in
 // the current cache up again in it, and then swaps it in atomically. On
 // error the current database keeps serving. Reload returns once the old
@@ -62,6 +64,10 @@ func (c *Cache[T]) reload(path string) error {
 	if err != nil {
 		return err
 	}
+	if err := g.sanity(); err != nil {
+		g.retire()
+		return err
+	}
 	ctx, cancel := cancelOn(context.Background(), c.done) // Close cancels a reload
 	defer cancel()
 	if g.m.mapped && !c.opts.Mlock && c.opts.Warmup != WarmupOff {
@@ -85,6 +91,32 @@ func (c *Cache[T]) reload(path string) error {
 	c.path = path
 	c.reloads.Add(1)
 	return old.retire()
+}
+
+// sanityAddrs spread over the address space; a database that answers
+// them without error has a walkable tree and decodable records.
+var sanityAddrs = []netip.Addr{
+	netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("81.2.69.160"),
+	netip.MustParseAddr("128.101.101.101"), netip.MustParseAddr("223.255.255.255"),
+	netip.MustParseAddr("2001:4860::8888"), netip.MustParseAddr("2a02:ff0::1"),
+}
+
+// sanity looks sanityAddrs up and decodes them, so that a file whose
+// metadata parses but whose tree or data is broken fails the reload
+// instead of the traffic after it.
+func (g *generation[T]) sanity() (err error) {
+	defer setPanicOnFault(setPanicOnFault(true))
+	defer guardFault(g.m.path, &err)
+	for _, a := range sanityAddrs {
+		if g.ipv4 && a.Is6() {
+			continue
+		}
+		var v T
+		if err := g.reader.Lookup(a).Decode(&v); err != nil {
+			return fmt.Errorf("%w: %s: lookup %s: %w", ErrInvalidDatabase, g.m.path, a, err)
+		}
+	}
+	return nil
 }
 
 // reported logs a reload's outcome and counts failures.

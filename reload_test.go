@@ -166,6 +166,7 @@ func TestCloseDuringReload(t *testing.T) {
 func TestReloadFailureKeepsServing(t *testing.T) {
 	var calls []error
 	c, err := Open[any](genDB(t, mmdbtest.Spec{Seed: 23, Networks: 2000}), &Options{
+		Verify:   true, // so the broken tree below fails in Reload, not after
 		OnReload: func(_ string, err error) { calls = append(calls, err) },
 	})
 	if err != nil {
@@ -176,7 +177,8 @@ func TestReloadFailureKeepsServing(t *testing.T) {
 	before, _ := c.Lookup(a)
 	bad := filepath.Join(t.TempDir(), "bad.mmdb")
 	os.WriteFile(bad, []byte("not a database"), 0o644)
-	for _, p := range []string{filepath.Join(t.TempDir(), "missing.mmdb"), bad} {
+	brokenTree := "testdata/maxmind/test-data/MaxMind-DB-test-broken-search-tree-24.mmdb"
+	for _, p := range []string{filepath.Join(t.TempDir(), "missing.mmdb"), bad, brokenTree} {
 		if err := c.Reload(p); err == nil {
 			t.Errorf("Reload(%s) succeeded", p)
 		}
@@ -185,14 +187,24 @@ func TestReloadFailureKeepsServing(t *testing.T) {
 	if err != nil || after != before {
 		t.Errorf("after failed reloads: %+v %v, before %+v", after, err, before)
 	}
-	if st := c.Stats(); st.ReloadFails != 2 || st.Reloads != 0 || len(calls) != 2 || calls[1] == nil {
+	if st := c.Stats(); st.ReloadFails != 3 || st.Reloads != 0 || len(calls) != 3 || calls[2] == nil {
 		t.Errorf("stats %+v, callbacks %v", st, calls)
 	}
 	if err := c.Reload(""); err != nil {
 		t.Errorf("reloading the same file: %v", err)
 	}
-	if st := c.Stats(); st.Reloads != 1 || len(calls) != 3 || calls[2] != nil {
+	if st := c.Stats(); st.Reloads != 1 || len(calls) != 4 || calls[3] != nil {
 		t.Errorf("stats %+v, callbacks %v", st, calls)
+	}
+	// Without Verify, Reload still looks a few addresses up: a database
+	// whose records are broken fails there, not in the traffic after.
+	nv, err := Open[any]("testdata/maxmind/test-data/GeoIP2-City-Test.mmdb", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nv.Close()
+	if err := nv.Reload("testdata/maxmind/test-data/GeoIP2-City-Test-Broken-Double-Format.mmdb"); !errors.Is(err, ErrInvalidDatabase) {
+		t.Errorf("reload of broken records: %v", err)
 	}
 	b, err := OpenBytes[any](mustRead(t, "testdata/maxmind/test-data/GeoIP2-City-Test.mmdb"), nil)
 	if err != nil {
