@@ -122,7 +122,7 @@ type Stats struct {
 type Cache[T any] struct {
 	cur   atomic.Pointer[generation[T]]
 	meta  maxminddb.Metadata
-	stats *pcpu.Cells // A: hits, B: misses, C: slow hits
+	stats *pcpu.Cells // counters statHits (A), statMisses (B), statSlowHits (C)
 	opts  Options
 
 	reloadMu       sync.Mutex // serializes Reload and Close
@@ -219,6 +219,13 @@ func (c *Cache[T]) Stats() Stats {
 	return st
 }
 
+// The per-P counters of Cache.stats, for pcpu.Cells.Inc.
+const (
+	statHits     = 0
+	statMisses   = 1
+	statSlowHits = 2
+)
+
 // touchEvery is how often, per P, a front-table hit is reported to
 // ristretto, so its admission policy learns which entries are hot although
 // hits never reach it. A power of two.
@@ -240,7 +247,7 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 		b := ip.As4()
 		v := binary.BigEndian.Uint32(b[:])
 		if res, kbits, ok := g.store.front.get4(key4(v, strideV4), v); ok {
-			if c.stats.IncA()&(touchEvery-1) == 0 {
+			if c.stats.Inc(statHits)&(touchEvery-1) == 0 {
 				c.touch(key4(v, int(kbits)))
 			}
 			return res, nil
@@ -252,7 +259,7 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	}
 	a := normalize(ip)
 	if res, kbits, ok := g.store.front.get(blockKey(a, stride(a)), a); ok {
-		if c.stats.IncA()&(touchEvery-1) == 0 {
+		if c.stats.Inc(statHits)&(touchEvery-1) == 0 {
 			c.touch(blockKey(a, int(kbits)))
 		}
 		return res, nil
@@ -288,10 +295,10 @@ func (c *Cache[T]) miss(a, ip netip.Addr) (Result[T], error) {
 			return Result[T]{}, &LookupError{Addr: ip, Err: err}
 		}
 		if hit {
-			c.stats.Inc(pcpu.A)
-			c.stats.Inc(pcpu.C)
+			c.stats.Inc(statHits)
+			c.stats.Inc(statSlowHits)
 		} else {
-			c.stats.Inc(pcpu.B)
+			c.stats.Inc(statMisses)
 		}
 		return e.res, nil
 	}

@@ -67,7 +67,6 @@ type warmer struct {
 	fallback atomic.Int64 // chunks pre-faulted by touching pages (no POPULATE_READ)
 	started  atomic.Int64 // unix ns when the current pass started
 	elapsed  atomic.Int64 // ns, set when the first pass ends
-	err      atomic.Value // error of the first pass, if any
 }
 
 func newWarmer(data []byte, treeSize int) *warmer {
@@ -145,11 +144,9 @@ func (w *warmer) pass(ctx context.Context) (err error) {
 				return err
 			}
 			end := min(off+warmChunk, ph.to)
-			fb, err := populate(w.data[off:end])
-			if err != nil {
-				w.err.Store(err)
-			}
-			if fb {
+			// An error (a file truncated under us) leaves the chunk to
+			// fault on demand, where fill turns the fault into ErrFault.
+			if fb, _ := populate(w.data[off:end]); fb {
 				w.fallback.Add(1)
 			}
 			w.bytes.Add(int64(end - off))

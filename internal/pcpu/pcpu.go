@@ -51,44 +51,35 @@ func New() *Cells {
 // Local returns the cell of the P the caller runs on now.
 func (c *Cells) Local() *Cell { return &c.cells[ID()&c.mask] }
 
-// Inc adds one to the counter (A, B or C) that field picks in the
-// caller's P cell, and returns the new value. While the goroutine is pinned
-// to its P nothing else runs there, so when the cell is the P's own the
-// increment needs no locked instruction: a plain load and store, 1 ns,
-// against 5-10 ns for an atomic add. A set of cells must be written only
-// through Inc, or only through atomic adds, never both.
-func (c *Cells) Inc(field func(*Cell) *atomic.Int64) int64 {
+// Inc adds one to counter i (0 for A, 1 for B, 2 for C) of the caller's
+// P cell and returns the new value. While the goroutine is pinned to its P
+// nothing else runs there, so when the cell is the P's own the increment
+// needs no locked instruction: a plain load and store, 1 ns, against 5-10
+// ns for an atomic add. A set of cells must be written only through Inc,
+// or only through atomic adds, never both.
+func (c *Cells) Inc(i int) int64 {
 	id := procPin()
 	var n int64
 	if id < len(c.cells) {
-		v := field(&c.cells[id])
+		v := c.cells[id].counter(i)
 		n = v.Load() + 1
 		v.Store(n)
 	} else { // GOMAXPROCS grew past the cells: Ps share them
-		n = field(&c.cells[id&c.mask]).Add(1)
+		n = c.cells[id&c.mask].counter(i).Add(1)
 	}
 	procUnpin()
 	return n
 }
 
-// IncA is Inc(A) without the indirect call, for the hit path.
-func (c *Cells) IncA() int64 {
-	id := procPin()
-	var n int64
-	if id < len(c.cells) {
-		n = c.cells[id].A.Load() + 1
-		c.cells[id].A.Store(n)
-	} else {
-		n = c.cells[id&c.mask].A.Add(1)
+func (c *Cell) counter(i int) *atomic.Int64 {
+	switch i {
+	case 0:
+		return &c.A
+	case 1:
+		return &c.B
 	}
-	procUnpin()
-	return n
+	return &c.C
 }
-
-// A, B and C pick a counter for Inc.
-func A(c *Cell) *atomic.Int64 { return &c.A }
-func B(c *Cell) *atomic.Int64 { return &c.B }
-func C(c *Cell) *atomic.Int64 { return &c.C }
 
 // Sum returns the sums of A, B and C over all cells. It is not a snapshot:
 // cells written during the call may or may not be counted.

@@ -14,8 +14,8 @@ func TestIncCountsEverything(t *testing.T) {
 	for range g {
 		wg.Go(func() {
 			for i := range n {
-				c.IncA()
-				c.Inc(B)
+				c.Inc(0)
+				c.Inc(1)
 				if i%100 == 0 {
 					runtime.Gosched() // move between Ps
 				}
