@@ -1,10 +1,12 @@
 package geocache
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -324,6 +326,57 @@ func BenchmarkReloadMissSpike(b *testing.B) {
 			b.ReportMetric(missPct, "miss%-after")
 			b.ReportMetric(steady, "miss%-before")
 			b.ReportMetric(took.Seconds(), "reload-s")
+		})
+	}
+}
+
+// BenchmarkRestartMissSpike: the miss rate over the first 100,000 lookups
+// after a restart, with the hot set saved by the previous process's Close
+// (Options.HotSetFile) and without. The previous process served the zipf
+// stream past its first 100,000 addresses; the restarted one is measured
+// on those first 100,000: other requests from the same traffic. Run with
+// -benchtime=1x; each iteration is one restart.
+func BenchmarkRestartMissSpike(b *testing.B) {
+	d := loadBench(b)
+	for _, hot := range []bool{true, false} {
+		b.Run(fmt.Sprintf("hotset=%v", hot), func(b *testing.B) {
+			file := filepath.Join(b.TempDir(), "hotset")
+			o := &Options{HotSetFile: file}
+			if !hot {
+				o = nil
+			}
+			var missPct, fileKB, ready float64
+			for b.Loop() {
+				os.Remove(file)
+				prev, err := Open[geoip2.City](d.path, o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				primeCache(prev, d.zipf[100_000:])
+				if err := prev.Close(); err != nil {
+					b.Fatal(err)
+				}
+				if fi, err := os.Stat(file); err == nil {
+					fileKB = float64(fi.Size()) / 1024
+				}
+				t0 := time.Now()
+				c, err := Open[geoip2.City](d.path, o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.WaitReady(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				ready = time.Since(t0).Seconds()
+				for _, a := range d.zipf[:100_000] {
+					c.Lookup(a)
+				}
+				missPct = 100 * float64(c.Stats().Misses) / 100_000
+				c.Close()
+			}
+			b.ReportMetric(missPct, "miss%-first100k")
+			b.ReportMetric(ready, "ready-s")
+			b.ReportMetric(fileKB, "hotset-KB")
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -67,6 +68,14 @@ type Options struct {
 	// OnReload, if set, is called after every reload attempt, with the
 	// error of a failed one. It runs on the reloading goroutine.
 	OnReload func(path string, err error)
+
+	// HotSetFile, if set, names a file that keeps the hot set across
+	// restarts: Open looks its addresses up (after the warmup, before
+	// Ready closes) and Close writes the hot set to it (see SaveHotSet).
+	// A missing file is the first start; a corrupt or foreign one is
+	// logged and ignored. Addresses, not answers, are saved, so a file
+	// from an older database is harmless. Default "": off.
+	HotSetFile string
 }
 
 func (o *Options) withDefaults() Options {
@@ -172,9 +181,13 @@ func newCache[T any](m *mapping, o *Options) (*Cache[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	g.startWarmup(o)
 	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New(), opts: *o, done: make(chan struct{})}
 	c.cur.Store(g)
+	var hot func(context.Context)
+	if o.HotSetFile != "" {
+		hot = func(ctx context.Context) { c.loadHotSet(ctx, g, o.HotSetFile) }
+	}
+	g.startWarmup(o, hot)
 	return c, nil
 }
 
@@ -189,8 +202,9 @@ func (c *Cache[T]) Metadata() maxminddb.Metadata {
 }
 
 // Close releases the cache and unmaps the file once no lookup is reading
-// it. Lookups after Close return ErrClosed. Close is idempotent; later calls
-// return the first call's error.
+// it, after writing the hot set to Options.HotSetFile if set. Lookups
+// after Close return ErrClosed. Close is idempotent; later calls return
+// the first call's error.
 func (c *Cache[T]) Close() error {
 	c.close.Do(func() {
 		close(c.done) // cancels a reload in progress
@@ -199,10 +213,20 @@ func (c *Cache[T]) Close() error {
 		}
 		c.reloadMu.Lock()
 		defer c.reloadMu.Unlock()
+		var saveErr error
+		if p := c.opts.HotSetFile; p != "" && c.cur.Load() != nil {
+			if saveErr = c.saveHotSet(p); saveErr != nil {
+				saveErr = fmt.Errorf("geocache: save hot set: %w", saveErr)
+				if l := c.opts.Logger; l != nil {
+					l.Error("geocache: saving the hot set", "path", p, "err", saveErr)
+				}
+			}
+		}
 		if g := c.cur.Swap(nil); g != nil {
 			c.meta = g.reader.Metadata
 			c.err = g.retire()
 		}
+		c.err = errors.Join(saveErr, c.err)
 	})
 	return c.err
 }
@@ -351,6 +375,7 @@ func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (_ *entry[T], err error)
 		e.kbits = uint8(m.sub.Load())
 	}
 	e.key = blockKey(a, int(e.kbits))
+	e.at = block(a, int(e.kbits)).Addr()
 	s.insert(e)
 	return e, nil
 }
@@ -362,6 +387,7 @@ type entry[T any] struct {
 	set   uint64       // the hash of a's first-level block: the front set
 	kbits uint8        // the block length key hashes
 	cover netip.Prefix // the network in the address's own family (see coverOf)
+	at    netip.Addr   // the /kbits block key hashes: where the entry was hot
 	res   Result[T]
 	rec   *record[T]
 	sub   atomic.Uint32
@@ -393,6 +419,7 @@ type store[T any] struct {
 
 	budget   int64 // MaxCost less the fixed tables
 	fixed    int64 // bytes of the front table and ristretto's sketch
+	slack    atomic.Int64 // headroom for one admission in progress; see rebudget
 	entries  atomic.Int64
 	nrec     atomic.Int64
 	recBytes atomic.Int64
@@ -412,12 +439,13 @@ func newStore[T any](maxCost int64) (*store[T], error) {
 	counters := max(maxCost/64, 1024) // ~10x the entries, 3 bytes each
 	s.fixed = s.front.init(slots) + counters*3
 	s.budget = maxCost - s.fixed
-	if s.budget < 64*ec {
+	s.slack.Store(ec + min(maxCost/64, 256<<10))
+	if s.budget-s.slack.Load() < 64*ec {
 		return nil, errors.New("geocache: MaxCost too small")
 	}
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry[T]]{
 		NumCounters:        counters,
-		MaxCost:            s.budget,
+		MaxCost:            s.budget - s.slack.Load(),
 		BufferItems:        64,
 		IgnoreInternalCost: true,
 		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
@@ -491,7 +519,8 @@ func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 		m = s.get(k, a)
 	}
 	if m == nil || m.sub.Load() == 0 {
-		m = &entry[T]{key: k, set: k, kbits: uint8(st), cover: block(a, st)}
+		b := block(a, st)
+		m = &entry[T]{key: k, set: k, kbits: uint8(st), cover: b, at: b.Addr()}
 		m.sub.Store(uint32(bits))
 		s.insert(m)
 		return m
@@ -533,6 +562,9 @@ func (s *store[T]) cost(e *entry[T]) int64 {
 		if r.size == 0 {
 			r.size = sizeof.Of(r.val)
 		}
+		if need := entryCost[T]() + r.size; need > s.slack.Load() {
+			s.slack.Store(need)
+		}
 		s.records.loadOrStore(r)
 		s.nrec.Add(1)
 		s.recBytes.Add(r.size)
@@ -558,9 +590,15 @@ func (s *store[T]) exit(e *entry[T]) {
 }
 
 // rebudget gives ristretto what the records leave of the budget, so that
-// entries and records together stay within it.
+// entries and records together stay within it, less a slack: cost counts
+// an incoming entry and its record before ristretto evicts to make room
+// for them, so the account briefly holds one entry and one record more
+// than ristretto does. The slack (one entry and the largest record seen,
+// at least min(MaxCost/64, 256 KiB)) keeps even that moment within the
+// budget. Only ristretto's goroutine calls it (via cost and exit), except
+// newStore.
 func (s *store[T]) rebudget() {
-	s.rc.UpdateMaxCost(max(s.budget-s.recBytes.Load(), 64*entryCost[T]()))
+	s.rc.UpdateMaxCost(max(s.budget-s.recBytes.Load()-s.slack.Load(), 64*entryCost[T]()))
 }
 
 func (s *store[T]) stats(st *Stats) {

@@ -38,6 +38,9 @@ type front[T any] struct {
 type set4[T any] [4]slot4[T]
 type set6[T any] [2]slot6[T]
 
+// A slot holds one network entry: meta (below), the address of the block
+// the entry is keyed by (masked to the network's length, it is the
+// network), and the shared record.
 type slot4[T any] struct {
 	meta atomic.Uint32
 	addr atomic.Uint32
@@ -96,7 +99,8 @@ func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], kbits uint32, ok 
 		m := sl.meta.Load()
 		hi, lo := sl.hi.Load(), sl.lo.Load()
 		bits := int(m & 0xff)
-		if m&metaValid == 0 || ahi&mask64(bits) != hi || alo&mask64(bits-64) != lo {
+		mhi, mlo := mask64(bits), mask64(bits-64)
+		if m&metaValid == 0 || (ahi^hi)&mhi != 0 || (alo^lo)&mlo != 0 {
 			continue
 		}
 		rec := sl.rec.Load()
@@ -104,8 +108,8 @@ func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], kbits uint32, ok 
 			break
 		}
 		var b [16]byte
-		binary.BigEndian.PutUint64(b[:8], hi)
-		binary.BigEndian.PutUint64(b[8:], lo)
+		binary.BigEndian.PutUint64(b[:8], hi&mhi)
+		binary.BigEndian.PutUint64(b[8:], lo&mlo)
 		p := netip.PrefixFrom(netip.AddrFrom16(b), bits)
 		return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
 	}
@@ -119,9 +123,11 @@ func (f *front[T]) get4(k uint64, v uint32) (res Result[T], kbits uint32, ok boo
 		sl := &s[i]
 		m := sl.meta.Load()
 		addr := sl.addr.Load()
-		if m&metaValid == 0 || v&mask32(int(m&0xff)) != addr {
+		mask := mask32(int(m & 0xff))
+		if m&metaValid == 0 || (v^addr)&mask != 0 {
 			continue
 		}
+		addr &= mask
 		rec := sl.rec.Load()
 		if sl.meta.Load() != m {
 			break // a writer got in: let the slow path answer
@@ -138,9 +144,12 @@ func (f *front[T]) get4(k uint64, v uint32) (res Result[T], kbits uint32, ok boo
 }
 
 // image returns the meta (without version) and address words that stand
-// for network entry e.
+// for network entry e. The words are those of the block the entry is keyed
+// by, not of its network: a slot then says which block was hot, so that
+// the hot set (each) can be looked up again block by block, and the
+// network's address is the block's masked to the network's length.
 func image[T any](e *entry[T]) (meta uint32, hi, lo uint64) {
-	hi, lo = addrWords(e.cover.Addr())
+	hi, lo = addrWords(e.at)
 	meta = uint32(e.cover.Bits()) | metaValid | uint32(e.kbits)<<18
 	if e.res.Found {
 		meta |= metaFound
@@ -249,8 +258,8 @@ func (f *front[T]) drop(e *entry[T]) {
 	}
 }
 
-// each calls fn with the address of every network in the table until fn
-// returns false: the hot set, for a reload to look up again.
+// each calls fn with an address of every block that holds a cached network,
+// until fn returns false: the hot set, for a reload or SaveHotSet.
 func (f *front[T]) each(fn func(netip.Addr) bool) {
 	for i := range f.v4 {
 		for j := range f.v4[i] {

@@ -125,20 +125,43 @@ func open[T any](m *mapping, o *Options) (*generation[T], error) {
 	}, nil
 }
 
-// startWarmup pre-faults the mapping as o says. A file read into memory,
-// or locked with mlock, is resident already.
-func (g *generation[T]) startWarmup(o *Options) {
-	switch {
-	case !g.m.mapped || o.Mlock:
+// startWarmup gets g ready as o says: it pre-faults the mapping (a file
+// read into memory, or locked with mlock, is resident already), then
+// caches the hot set with hot (if not nil), then closes Ready; in the
+// background, or before it returns with WarmupWait.
+func (g *generation[T]) startWarmup(o *Options, hot func(context.Context)) {
+	resident := !g.m.mapped || o.Mlock
+	if resident {
 		g.warm.phase.Store("done")
+	}
+	warm := !resident && o.Warmup != WarmupOff
+	keep := o.KeepWarm
+	if resident {
+		keep = 0
+	}
+	boot := func(ctx context.Context) error {
+		if warm {
+			if err := g.warm.pass(ctx); err != nil {
+				return err
+			}
+		}
+		if hot != nil {
+			phase := g.warm.phase.Load()
+			hot(ctx)
+			g.warm.phase.Store(phase)
+		}
 		g.warm.markReady()
-	case o.Warmup == WarmupOff:
-		g.warm.markReady()
+		return ctx.Err()
+	}
+	switch {
 	case o.Warmup == WarmupWait:
-		g.warm.pass(context.Background())
-		g.warm.start(o.KeepWarm, false)
+		boot(context.Background())
+		g.warm.start(keep, nil)
+	case !warm && hot == nil:
+		g.warm.markReady()
+		g.warm.start(keep, nil)
 	default:
-		g.warm.start(o.KeepWarm, true)
+		g.warm.start(keep, boot)
 	}
 }
 

@@ -81,13 +81,13 @@ func (c *Cache[T]) reload(path string) error {
 	}
 	g.warm.markReady()
 	if !c.noHotSet {
-		g.prepopulate(ctx, old)
+		g.prewarm(ctx, old.store.front.each)
 	}
 	if ctx.Err() != nil || !c.cur.CompareAndSwap(old, g) {
 		g.retire()
 		return ErrClosed
 	}
-	g.warm.start(c.opts.KeepWarm, false)
+	g.warm.start(c.opts.KeepWarm, nil)
 	c.path = path
 	c.reloads.Add(1)
 	return old.retire()
@@ -138,22 +138,6 @@ func (c *Cache[T]) reported(path string, err error) {
 	if f := c.opts.OnReload; f != nil {
 		f(path, err)
 	}
-}
-
-// prepopulate looks every network cached in old's front table up in g, so
-// that the new generation starts with the hot set instead of a miss storm.
-func (g *generation[T]) prepopulate(ctx context.Context, old *generation[T]) {
-	n := 0
-	old.store.front.each(func(a netip.Addr) bool {
-		if n++; n%1024 == 0 && ctx.Err() != nil {
-			return false
-		}
-		if !(g.ipv4 && a.Is6()) {
-			g.resolve(a)
-		}
-		return true
-	})
-	g.store.rc.Wait() // admitted before the swap, not after
 }
 
 // guardFault turns a fault on the mapping (SIGBUS after the file was

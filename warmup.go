@@ -35,7 +35,7 @@ const (
 
 // WarmupStats is a snapshot of a warmup's progress.
 type WarmupStats struct {
-	Phase    string        // "tree", "data", "done", "off" (never started), or "stopped"
+	Phase    string        // "tree", "data", "hotset" (Options.HotSetFile), "done", "off" (never started), or "stopped"
 	Bytes    int64         // bytes pre-faulted so far in this pass
 	Total    int64         // bytes of the file
 	Elapsed  time.Duration // time the first pass took, or has taken so far
@@ -78,10 +78,10 @@ func newWarmer(data []byte, treeSize int) *warmer {
 // markReady closes ready once.
 func (w *warmer) markReady() { w.readyOnce.Do(func() { close(w.ready) }) }
 
-// start runs the first pass (if first), and then keep-warm passes every
-// keep (if keep > 0), on a goroutine that stop ends.
-func (w *warmer) start(keep time.Duration, first bool) {
-	if !first && keep <= 0 {
+// start runs boot (if not nil), then keep-warm passes every keep (if
+// keep > 0), on a goroutine that stop ends.
+func (w *warmer) start(keep time.Duration, boot func(context.Context) error) {
+	if boot == nil && keep <= 0 {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -89,8 +89,8 @@ func (w *warmer) start(keep time.Duration, first bool) {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		if first {
-			if err := w.pass(ctx); err != nil {
+		if boot != nil {
+			if err := boot(ctx); err != nil {
 				return
 			}
 		}
@@ -122,7 +122,7 @@ func (w *warmer) stop() {
 	}
 }
 
-// pass pre-faults the whole file, tree first, and marks the warmer ready.
+// pass pre-faults the whole file, tree first.
 func (w *warmer) pass(ctx context.Context) (err error) {
 	defer setPanicOnFault(setPanicOnFault(true)) // the touch fallback reads the mapping
 	defer guardFault("", &err)
@@ -155,7 +155,6 @@ func (w *warmer) pass(ctx context.Context) (err error) {
 	w.elapsed.Store(int64(time.Since(start)))
 	w.phase.Store("done")
 	w.passes.Add(1)
-	w.markReady()
 	return nil
 }
 
@@ -224,8 +223,9 @@ func residency(data []byte) (float64, error) {
 }
 
 // Ready returns a channel that is closed once the database being served is
-// resident in memory: the first warmup pass is done, or there is nothing
-// to warm (Options.InMemory, WarmupOff). After a reload it is the new
+// resident in memory (the first warmup pass is done, or there is nothing
+// to warm: Options.InMemory, WarmupOff) and the hot set of
+// Options.HotSetFile, if any, is cached. After a reload it is the new
 // database's channel.
 func (c *Cache[T]) Ready() <-chan struct{} {
 	if g := c.cur.Load(); g != nil {
@@ -275,7 +275,11 @@ func (c *Cache[T]) Warm(ctx context.Context) error {
 	}
 	ctx, cancel := cancelOn(ctx, g.closed)
 	defer cancel()
-	return g.warm.pass(ctx)
+	if err := g.warm.pass(ctx); err != nil {
+		return err
+	}
+	g.warm.markReady()
+	return nil
 }
 
 // cancelOn returns a context that is also cancelled when done is closed.

@@ -27,17 +27,12 @@ func Available() bool {
 // Mount serves the directory src at mnt, every read delayed by delay.
 // Unmount the returned server to stop.
 func Mount(src, mnt string, delay time.Duration) (*fuse.Server, error) {
-	root := &fs.LoopbackRoot{Path: src}
-	var st syscall.Stat_t
-	if err := syscall.Stat(src, &st); err != nil {
+	lr, err := fs.NewLoopbackRoot(src)
+	if err != nil {
 		return nil, err
 	}
-	root.Dev = uint64(st.Dev)
-	root.NewNode = func(r *fs.LoopbackRoot, _ *fs.Inode, _ string, _ *syscall.Stat_t) fs.InodeEmbedder {
-		return &node{LoopbackNode: fs.LoopbackNode{RootData: r}, delay: delay}
-	}
-	root.RootNode = root.NewNode(root, nil, "", &st)
-	return fs.Mount(mnt, root.RootNode, &fs.Options{
+	root := &node{LoopbackNode: lr.(*fs.LoopbackNode), delay: delay}
+	return fs.Mount(mnt, root, &fs.Options{
 		MountOptions: fuse.MountOptions{
 			DirectMount: true, // as root, mount(2) directly: no fusermount needed
 			FsName:      "slowfs",
@@ -46,10 +41,17 @@ func Mount(src, mnt string, delay time.Duration) (*fuse.Server, error) {
 	})
 }
 
-// node is a loopback node whose files read slowly.
+// node is a loopback node whose files read slowly; it wraps every child
+// the loopback creates, so the whole tree is slow.
 type node struct {
-	fs.LoopbackNode
+	*fs.LoopbackNode
 	delay time.Duration
+}
+
+var _ fs.NodeWrapChilder = (*node)(nil)
+
+func (n *node) WrapChild(_ context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	return &node{LoopbackNode: ops.(*fs.LoopbackNode), delay: n.delay}
 }
 
 var _ fs.NodeOpener = (*node)(nil)
