@@ -417,8 +417,8 @@ type store[T any] struct {
 	front   front[T]
 	records records[T]
 
-	budget   int64 // MaxCost less the fixed tables
-	fixed    int64 // bytes of the front table and ristretto's sketch
+	budget   int64        // MaxCost less the fixed tables
+	fixed    int64        // bytes of the front table and ristretto's sketch
 	slack    atomic.Int64 // headroom for one admission in progress; see rebudget
 	entries  atomic.Int64
 	nrec     atomic.Int64
