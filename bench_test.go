@@ -3,7 +3,6 @@ package geocache
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocache/geocache/internal/mmdbtest"
+	"github.com/geocache/geocache/internal/workload"
 )
 
 // Benchmarks run on the database at GEOCACHE_MMDB (the real GeoLite2-City
@@ -65,20 +65,10 @@ func loadBench(b *testing.B) *benchData {
 			panic(err)
 		}
 		defer r.Close()
-		nets := networksOf(r)
-		rng := rand.New(rand.NewPCG(42, 42))
-		rng.Shuffle(len(nets), func(i, j int) { nets[i], nets[j] = nets[j], nets[i] })
-		z := rand.NewZipf(rng, 1.1, 1, uint64(len(nets)-1))
+		nets := workload.Networks(r)
 		bench.path = path
-		bench.zipf = make([]netip.Addr, streamLen)
-		for i := range bench.zipf {
-			bench.zipf[i] = randomIn(rng, nets[z.Uint64()])
-		}
-		bench.uniform = make([]netip.Addr, streamLen)
-		blocks := rng.Perm(1 << 24)
-		for i := range bench.uniform {
-			bench.uniform[i] = netip.AddrFrom4([4]byte{byte(blocks[i] >> 16), byte(blocks[i] >> 8), byte(blocks[i]), byte(rng.IntN(256))})
-		}
+		bench.zipf = workload.Zipf(nets, streamLen, 42)
+		bench.uniform = workload.Uniform(streamLen, 42)
 	})
 	if bench.path == "" {
 		b.Fatal("benchmark data failed to load")

@@ -19,6 +19,7 @@ import (
 	"github.com/oschwald/maxminddb-golang/v2/mmdbdata"
 
 	"github.com/geocache/geocache/internal/mmdbtest"
+	"github.com/geocache/geocache/internal/workload"
 )
 
 // diffN is the number of distinct addresses the differential tests ask
@@ -78,7 +79,7 @@ func TestDifferentialGenerated(t *testing.T) {
 		t.Run(fmt.Sprintf("seed=%d,ipv4only=%v", spec.Seed, spec.IPv4Only), func(t *testing.T) {
 			path := genDB(t, spec)
 			r := openReader(t, path)
-			nets := networksOf(r)
+			nets := workload.Networks(r)
 			if len(nets) < 20_000 {
 				t.Fatalf("generated database has only %d networks", len(nets))
 			}
@@ -136,7 +137,7 @@ func TestDifferentialReference(t *testing.T) {
 				t.Fatalf("reader opens it, cache does not: %v", err)
 			}
 			defer c.Close()
-			nets := networksOf(r)
+			nets := workload.Networks(r)
 			var addrs []netip.Addr
 			for _, p := range nets {
 				addrs = append(addrs, p.Addr(), lastIn(p))
@@ -334,7 +335,7 @@ func TestRecordsShared(t *testing.T) {
 	defer c.Close()
 	r := openReader(t, path)
 	byOffset := map[uintptr]*geoip2.City{}
-	for _, p := range networksOf(r)[:2000] {
+	for _, p := range workload.Networks(r)[:2000] {
 		res, err := c.Lookup(p.Addr())
 		if err != nil {
 			t.Fatal(err)
@@ -401,7 +402,7 @@ func TestBudget(t *testing.T) {
 	}
 	defer c.Close()
 	r := openReader(t, path)
-	for i, a := range sampleAddrs(11, networksOf(r), 50_000, true) {
+	for i, a := range sampleAddrs(11, workload.Networks(r), 50_000, true) {
 		c.Lookup(a)
 		if i%1000 == 0 {
 			waitCache(c)
@@ -438,7 +439,7 @@ func TestDifferentialMMDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	nets := networksOf(r)
+	nets := workload.Networks(r)
 	rng := rand.New(rand.NewPCG(99, 99))
 	ranked := slices.Clone(nets)
 	rng.Shuffle(len(ranked), func(i, j int) { ranked[i], ranked[j] = ranked[j], ranked[i] })
@@ -448,7 +449,7 @@ func TestDifferentialMMDB(t *testing.T) {
 	for done, seed := 0, uint64(99); done < n; done, seed = done+chunk, seed+1 {
 		addrs := sampleAddrs(seed, nets, min(chunk, n-done), r.Metadata.IPVersion == 6)
 		for i := 1; i < len(addrs); i += 2 {
-			addrs[i] = randomIn(rng, ranked[zipf.Uint64()])
+			addrs[i] = workload.RandomIn(rng, ranked[zipf.Uint64()])
 		}
 		checkDifferential(t, c, r, addrs)
 		if done%(10*chunk) == 0 {

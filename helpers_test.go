@@ -11,6 +11,7 @@ import (
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocache/geocache/internal/mmdbtest"
+	"github.com/geocache/geocache/internal/workload"
 )
 
 var generated sync.Map // mmdbtest.Spec -> []byte
@@ -46,35 +47,6 @@ func openReader(tb testing.TB, path string) *maxminddb.Reader {
 	return r
 }
 
-// networksOf returns the networks of r that hold data, aliases excluded.
-func networksOf(r *maxminddb.Reader) []netip.Prefix {
-	var nets []netip.Prefix
-	for res := range r.Networks() {
-		if res.Err() == nil {
-			nets = append(nets, res.Prefix())
-		}
-	}
-	return nets
-}
-
-// randomIn returns a uniformly random address inside p.
-func randomIn(r *rand.Rand, p netip.Prefix) netip.Addr {
-	b := p.Addr().As16()
-	first := 128 - p.Addr().BitLen() + p.Bits() // first host bit in b
-	for i := first; i < 128; i++ {
-		if r.IntN(2) == 1 {
-			b[i/8] |= 0x80 >> (i % 8)
-		} else {
-			b[i/8] &^= 0x80 >> (i % 8)
-		}
-	}
-	a := netip.AddrFrom16(b)
-	if p.Addr().Is4() {
-		a = a.Unmap()
-	}
-	return a
-}
-
 // lastIn returns the last address of p.
 func lastIn(p netip.Prefix) netip.Addr {
 	b := p.Addr().As16()
@@ -98,17 +70,17 @@ func sampleAddrs(seed uint64, nets []netip.Prefix, n int, ipv6 bool) []netip.Add
 		var a netip.Addr
 		switch k := r.IntN(10); {
 		case k < 5 && len(nets) > 0:
-			a = randomIn(r, nets[r.IntN(len(nets))])
+			a = workload.RandomIn(r, nets[r.IntN(len(nets))])
 		case k == 5 && len(nets) > 0:
 			a = nets[r.IntN(len(nets))].Addr()
 		case k == 6 && len(nets) > 0:
 			a = lastIn(nets[r.IntN(len(nets))])
 		case k == 7 && ipv6:
-			a = randomIn(r, netip.MustParsePrefix("::/0"))
+			a = workload.RandomIn(r, netip.MustParsePrefix("::/0"))
 		case k == 8:
-			a = netip.AddrFrom16(randomIn(r, netip.MustParsePrefix("0.0.0.0/0")).As16()) // IPv4-mapped
+			a = netip.AddrFrom16(workload.RandomIn(r, netip.MustParsePrefix("0.0.0.0/0")).As16()) // IPv4-mapped
 		default:
-			a = randomIn(r, netip.MustParsePrefix("0.0.0.0/0"))
+			a = workload.RandomIn(r, netip.MustParsePrefix("0.0.0.0/0"))
 		}
 		if !ipv6 && a.Is6() && !a.Is4In6() {
 			continue

@@ -16,6 +16,7 @@ import (
 	"github.com/oschwald/geoip2-golang/v2"
 
 	"github.com/geocache/geocache/internal/mmdbtest"
+	"github.com/geocache/geocache/internal/workload"
 )
 
 func TestHotSetRoundTrip(t *testing.T) {
@@ -90,7 +91,7 @@ func TestHotSetCorrupt(t *testing.T) {
 func TestSaveAndPrewarm(t *testing.T) {
 	path := genDB(t, mmdbtest.Spec{Seed: 1})
 	r := openReader(t, path)
-	addrs := sampleAddrs(5, networksOf(r), 20_000, true)
+	addrs := sampleAddrs(5, workload.Networks(r), 20_000, true)
 
 	prev := mustOpen[geoip2.City](t, path, &Options{MaxCost: 256 << 20})
 	for _, a := range addrs {
@@ -143,7 +144,7 @@ func TestHotSetFile(t *testing.T) {
 	path := genDB(t, mmdbtest.Spec{Seed: 1})
 	other := genDB(t, mmdbtest.Spec{Seed: 3, Networks: 20_000})
 	r := openReader(t, path)
-	addrs := sampleAddrs(6, networksOf(r), 20_000, true)
+	addrs := sampleAddrs(6, workload.Networks(r), 20_000, true)
 	file := filepath.Join(t.TempDir(), "hotset")
 	var logs bytes.Buffer
 	o := &Options{HotSetFile: file, Logger: slog.New(slog.NewTextHandler(&logs, nil))}

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/geocache/geocache/internal/mmdbtest"
+	"github.com/geocache/geocache/internal/workload"
 )
 
 // answer is what an uncached reader says for one address.
@@ -69,7 +70,7 @@ func TestReloadStress(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	pathA := genDB(t, mmdbtest.Spec{Seed: 21, Networks: 20_000})
 	pathB := genDB(t, mmdbtest.Spec{Seed: 22, Networks: 20_000})
-	nets := append(networksOf(readBytes(t, pathA)), networksOf(readBytes(t, pathB))...)
+	nets := append(workload.Networks(readBytes(t, pathA)), workload.Networks(readBytes(t, pathB))...)
 	addrs := sampleAddrs(5, nets, 20_000, true)
 	wantA, wantB := answers(t, pathA, addrs), answers(t, pathB, addrs)
 
@@ -245,7 +246,7 @@ func TestTruncatedUnderMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	nets := networksOf(openReader(t, good))
+	nets := workload.Networks(openReader(t, good))
 	cached := nets[0].Addr()
 	want, err := c.Lookup(cached)
 	if err != nil {
