@@ -426,7 +426,17 @@ type store[T any] struct {
 	evicted  atomic.Uint64
 	rejected atomic.Uint64
 	dropped  atomic.Uint64
+	pending  atomic.Int64 // entries offered to ristretto, not yet costed
 }
+
+// maxPending bounds the entries handed to ristretto and not yet processed
+// by its goroutine. Ristretto buffers up to 32k of them, and each holds
+// its decoded record, none of it accounted yet: under a miss storm that
+// was tens of megabytes outside the budget. Past the bound a miss's answer
+// is returned but not cached (counted in DroppedSets), so what the budget
+// does not account stays below maxPending entries and their records
+// (measured: see the README's adversarial run).
+const maxPending = 4096
 
 func newStore[T any](maxCost int64) (*store[T], error) {
 	s := &store[T]{}
@@ -541,10 +551,19 @@ func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 // ristretto's exit callback, which removes it again on rejection or
 // eviction, always runs after.
 func (s *store[T]) insert(e *entry[T]) {
+	if s.pending.Add(1) > maxPending {
+		s.pending.Add(-1)
+		s.dropped.Add(1)
+		if r := e.rec; r != nil && r.refs.Load() == 0 {
+			s.records.deleteIf(r)
+		}
+		return
+	}
 	if e.sub.Load() == 0 {
 		s.front.put(e)
 	}
 	if !s.rc.Set(e.key, e, 0) {
+		s.pending.Add(-1)
 		s.dropped.Add(1)
 		s.front.drop(e)
 		if r := e.rec; r != nil && r.refs.Load() == 0 {
@@ -557,6 +576,7 @@ func (s *store[T]) insert(e *entry[T]) {
 // keeping the sizing of records off the lookup path. The first entry to
 // hold a record brings the record's bytes into the account.
 func (s *store[T]) cost(e *entry[T]) int64 {
+	s.pending.Add(-1)
 	s.entries.Add(1)
 	if r := e.rec; r != nil && r.refs.Add(1) == 1 {
 		if r.size == 0 {

@@ -232,6 +232,9 @@ func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr])
 			g.resolve(a)
 			n++
 		}
+		if g.store.pending.Load() > maxPending/2 {
+			g.store.rc.Wait() // pace the burst rather than have it dropped
+		}
 	}
 	g.store.rc.Wait() // admitted now, not after the first requests
 	return n

@@ -106,6 +106,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintf(stderr, "geocache bench: %v\n", err); return 1 }
+	if ext := strings.ToLower(filepath.Ext(*plotPath)); *plotPath != "" && ext != ".svg" && ext != ".png" {
+		return fail(fmt.Errorf("-plot %s: want a .svg or .png file", *plotPath))
+	}
 	path := *db
 	if path == "" {
 		dir, err := os.MkdirTemp("", "geocache-bench-")

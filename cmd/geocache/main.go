@@ -30,6 +30,8 @@ const usage = `usage:
   geocache lookup [-db PATH] IP...   look addresses up; "-" reads them from stdin, one per line
   geocache bench [-db PATH] [-time 1s] [-goroutines N] [-maxcost BYTES] [-cold] [-plot FILE.svg]
                                      geoip2 vs maxminddb vs geocache: ns/op, allocs, hit ratio, latency percentiles
+  geocache adversarial [-db PATH] [-n 10000000] [-maxcost BYTES]
+                                     never-repeating addresses: cost vs budget, heap and RSS over time
   geocache warm [-db PATH]           pre-fault the database, with progress and residency before and after
   geocache soak -db PATH [-duration 5m] [-keepwarm 10s]
                                      residency and major faults under light traffic after warmup
@@ -54,6 +56,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return lookup(args[1:], stdin, stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case "adversarial":
+		return adversarial(args[1:], stdout, stderr)
 	case "warm":
 		return warm(args[1:], stdout, stderr)
 	case "soak":

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,5 +65,37 @@ func TestLookupBadInput(t *testing.T) {
 	}
 	if code := run([]string{"lookup"}, nil, &out, &errb); code != 2 {
 		t.Errorf("no address: exit %d", code)
+	}
+}
+
+// bench on the embedded database: a row per stream, goroutine count and
+// implementation, and a chart.
+func TestBench(t *testing.T) {
+	var out, errb bytes.Buffer
+	svg := filepath.Join(t.TempDir(), "p.svg")
+	code := run([]string{"bench", "-time", "20ms", "-latency-lookups", "500", "-stream", "1024", "-goroutines", "2", "-plot", svg}, nil, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	rows := 0
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "| zipf |") || strings.HasPrefix(line, "| uniform |") {
+			rows++
+			if cols := strings.Split(line, "|"); len(cols) != 13 {
+				t.Errorf("row with %d columns: %s", len(cols), line)
+			}
+		}
+	}
+	if rows != 2*2*3 {
+		t.Errorf("%d rows, want 12:\n%s", rows, out.String())
+	}
+	if !strings.Contains(out.String(), "| zipf | 1 | geocache |") {
+		t.Errorf("no geocache row:\n%s", out.String())
+	}
+	if b, err := os.ReadFile(svg); err != nil || !bytes.Contains(b, []byte("<svg")) {
+		t.Errorf("plot: %v", err)
+	}
+	if code := run([]string{"bench", "-plot", "x.gif", "-time", "1ms", "-latency-lookups", "1", "-stream", "1024"}, nil, &out, &errb); code != 1 {
+		t.Errorf("bad -plot extension: exit %d", code)
 	}
 }
