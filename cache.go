@@ -93,7 +93,8 @@ func (o *Options) withDefaults() Options {
 	return v
 }
 
-// Result is the answer for one address.
+// Result is the answer for one address. The zero Result is "not found"
+// with an invalid Prefix; Lookup never returns it without an error.
 type Result[T any] struct {
 	// Prefix is the network the database answered with, as the maxminddb
 	// reader reports it; it is set for not-found answers too. Every
@@ -109,13 +110,17 @@ type Result[T any] struct {
 	Found bool
 }
 
-// Stats is a snapshot of a Cache's counters.
+// Stats is a snapshot of a Cache's counters, a plain value. Hits and
+// Misses count Lookup calls only (not Prewarm, Reload or hot-set loads);
+// the sizes are those of the database being served, and read 0 after
+// Close. Each field is read atomically, but not all at one instant.
 type Stats struct {
 	Hits        uint64 // lookups answered from the cache
 	SlowHits    uint64 // the part of Hits that missed the front table and asked ristretto
 	Warmup      WarmupStats
 	Reloads     uint64 // successful reloads
 	ReloadFails uint64 // failed reloads (the previous database kept serving)
+	Unchanged   uint64 // reloads that found the file byte-identical and kept the database serving
 	Misses      uint64 // lookups that asked the database
 	Entries     int64  // cached networks and split-block markers
 	Records     int64  // distinct decoded records held by entries
@@ -127,7 +132,8 @@ type Stats struct {
 }
 
 // Cache is a MaxMind DB reader with a prefix-aware cache in front of it.
-// All methods are safe for concurrent use.
+// All methods are safe for concurrent use. The zero Cache is not usable:
+// create one with Open or OpenBytes, and Close it to release the mapping.
 type Cache[T any] struct {
 	cur   atomic.Pointer[generation[T]]
 	meta  maxminddb.Metadata
@@ -140,6 +146,7 @@ type Cache[T any] struct {
 	watcher        *watcher
 	reloads        atomic.Uint64
 	reloadFailures atomic.Uint64
+	unchanged      atomic.Uint64
 	noHotSet       bool // tests: reload without pre-population
 
 	close sync.Once
@@ -235,7 +242,7 @@ func (c *Cache[T]) Close() error {
 func (c *Cache[T]) Stats() Stats {
 	hits, misses, slow := c.stats.Sum()
 	st := Stats{Hits: uint64(hits), Misses: uint64(misses), SlowHits: uint64(slow),
-		Reloads: c.reloads.Load(), ReloadFails: c.reloadFailures.Load()}
+		Reloads: c.reloads.Load(), ReloadFails: c.reloadFailures.Load(), Unchanged: c.unchanged.Load()}
 	if g := c.cur.Load(); g != nil {
 		g.store.stats(&st)
 		st.Warmup = g.warm.stats()
@@ -260,8 +267,17 @@ const touchEvery = 64
 // Result. Not found is a Result with Found false, not an error.
 //
 // A hit reads only the cache: no lock, no read of the mapping, no
-// allocation, and no write to a shared word. A miss walks the database and
-// decodes the record, unless another network already decoded it.
+// allocation, and no write to a shared word; it costs ~45 ns when its
+// line is in the CPU cache, ~100 ns on a real traffic mix. A miss walks
+// the database and decodes the record, unless another network already
+// decoded it (a few microseconds for geoip2.City).
+//
+// Errors, all *LookupError naming the address: ErrInvalidAddress for the
+// zero Addr and zoned IPv6 addresses, ErrIPv4Only for IPv6 (other than
+// IPv4-mapped) in an IPv4-only database, ErrFault if the file was
+// truncated under the mapping, and the reader's error for a corrupt tree
+// or a record that does not decode into T; none of them is cached. After
+// Close: ErrClosed.
 func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	g := c.cur.Load()
 	if g == nil {
@@ -270,7 +286,7 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 	if ip.Is4() { // the common case, without building another netip.Addr
 		b := ip.As4()
 		v := binary.BigEndian.Uint32(b[:])
-		if res, kbits, ok := g.store.front.get4(key4(v, strideV4), v); ok {
+		if res, kbits, ok := g.store.front.get4(frontSet4(v), v); ok {
 			if c.stats.Inc(statHits)&(touchEvery-1) == 0 {
 				c.touch(key4(v, int(kbits)))
 			}
@@ -282,7 +298,7 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (Result[T], error) {
 		return Result[T]{}, &LookupError{Addr: ip, Err: ErrInvalidAddress}
 	}
 	a := normalize(ip)
-	if res, kbits, ok := g.store.front.get(blockKey(a, stride(a)), a); ok {
+	if res, kbits, ok := g.store.front.get(frontSet(a), a); ok {
 		if c.stats.Inc(statHits)&(touchEvery-1) == 0 {
 			c.touch(blockKey(a, int(kbits)))
 		}
@@ -369,7 +385,7 @@ func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (_ *entry[T], err error)
 	}
 	s := g.store
 	bits, st := e.cover.Bits(), stride(a)
-	e.set, e.kbits = blockKey(a, st), uint8(st)
+	e.set, e.kbits = frontSet(a), uint8(st)
 	if bits > st {
 		m = s.marker(a, m, st, bits)
 		e.kbits = uint8(m.sub.Load())
@@ -384,7 +400,7 @@ func (g *generation[T]) fill(a netip.Addr, m *entry[T]) (_ *entry[T], err error)
 // (sub > 0: the length its networks are keyed at).
 type entry[T any] struct {
 	key   uint64       // ristretto's key: the hash of a's /kbits block
-	set   uint64       // the hash of a's first-level block: the front set
+	set   uint64       // the front-table set of a's first-level block (frontSet)
 	kbits uint8        // the block length key hashes
 	cover netip.Prefix // the network in the address's own family (see coverOf)
 	at    netip.Addr   // the /kbits block key hashes: where the entry was hot
@@ -530,7 +546,7 @@ func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 	}
 	if m == nil || m.sub.Load() == 0 {
 		b := block(a, st)
-		m = &entry[T]{key: k, set: k, kbits: uint8(st), cover: b, at: b.Addr()}
+		m = &entry[T]{key: k, set: frontSet(a), kbits: uint8(st), cover: b, at: b.Addr()}
 		m.sub.Store(uint32(bits))
 		s.insert(m)
 		return m

@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -34,7 +35,9 @@ var ErrNoPath = errors.New("geocache: no file to reload: the cache was opened fr
 // lookups of a few addresses across the space, and with Options.Verify
 // the reader's full structural check, 7-14 s for GeoLite2-City), pre-faults it
 // (unless Options.Warmup is WarmupOff), looks the networks that are hot in
-// the current cache up again in it, and then swaps it in atomically. On
+// the current cache up again in it, and then swaps it in atomically. A
+// file byte-identical to the one serving is not swapped in: the serving
+// database and its cache go on (counted in Stats.Unchanged). On
 // error the current database keeps serving. Reload returns once the old
 // database is unmapped, which waits for lookups still reading it.
 // Concurrent calls are serialized.
@@ -59,6 +62,12 @@ func (c *Cache[T]) reload(path string) error {
 	m, err := load(path, c.opts.InMemory)
 	if err != nil {
 		return err
+	}
+	if sameBytes(old.m, m) {
+		m.release()
+		c.path = path
+		c.unchanged.Add(1)
+		return nil
 	}
 	g, err := open[T](m, &c.opts)
 	if err != nil {
@@ -91,6 +100,25 @@ func (c *Cache[T]) reload(path string) error {
 	c.path = path
 	c.reloads.Add(1)
 	return old.retire()
+}
+
+// sameBytes reports whether b holds the same database as a, byte for byte.
+// Reloads on a timer, and watchers that see a touch or chmod, often find
+// the file unchanged; the serving generation then goes on, with its warm
+// cache, and the reload costs one comparison (~10 ms for GeoLite2-City).
+// A fault (the serving file truncated under its mapping, the usual reason
+// to reload) makes them different.
+func sameBytes(a, b *mapping) (same bool) {
+	if len(a.data) != len(b.data) {
+		return false
+	}
+	defer setPanicOnFault(setPanicOnFault(true))
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return bytes.Equal(a.data, b.data)
 }
 
 // sanityAddrs spread over the address space; a database that answers

@@ -3,12 +3,14 @@
 package geocache
 
 import (
+	"bytes"
 	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -194,7 +196,7 @@ func TestReloadFailureKeepsServing(t *testing.T) {
 	if err := c.Reload(""); err != nil {
 		t.Errorf("reloading the same file: %v", err)
 	}
-	if st := c.Stats(); st.Reloads != 1 || len(calls) != 4 || calls[3] != nil {
+	if st := c.Stats(); st.Unchanged != 1 || st.Reloads != 0 || len(calls) != 4 || calls[3] != nil {
 		t.Errorf("stats %+v, callbacks %v", st, calls)
 	}
 	// Without Verify, Reload still looks a few addresses up: a database
@@ -334,4 +336,52 @@ func TestWatchRename(t *testing.T) {
 	if st := c.Stats(); st.Reloads != 1 || st.ReloadFails != 1 {
 		t.Errorf("%+v", st)
 	}
+}
+
+// A reload that finds the same bytes (here under another name) keeps the
+// serving database and its warm cache; one byte of difference swaps.
+func TestReloadUnchanged(t *testing.T) {
+	path := genDB(t, mmdbtest.Spec{Seed: 1})
+	data := mustRead(t, path)
+	c := mustOpen[any](t, path, nil)
+	defer c.Close()
+	r := openReader(t, path)
+	addrs := sampleAddrs(3, workload.Networks(r), 5000, true)
+	for _, a := range addrs {
+		c.Lookup(a)
+	}
+	waitCache(c)
+	before := c.Stats()
+	ready := c.Ready()
+
+	same := filepath.Join(t.TempDir(), "copy.mmdb")
+	os.WriteFile(same, data, 0o644)
+	if err := c.Reload(same); err != nil {
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	if st.Unchanged != 1 || st.Reloads != 0 || st.Entries != before.Entries || c.Ready() != ready {
+		t.Fatalf("unchanged reload replaced the generation: %+v", st)
+	}
+	checkDifferential(t, c, r, addrs)
+	if c.Stats().Misses != before.Misses {
+		t.Errorf("the warm cache was lost: %d misses, %d before", c.Stats().Misses, before.Misses)
+	}
+
+	// The same database with another build time in its metadata: a new
+	// file, so a full reload.
+	changed := slices.Clone(data)
+	i := bytes.LastIndex(changed, []byte("build_epoch"))
+	if i < 0 {
+		t.Fatal("no build_epoch in the metadata")
+	}
+	changed[i+len("build_epoch")+2]++ // a byte of the epoch's value
+	os.WriteFile(same, changed, 0o644)
+	if err := c.Reload(same); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Stats(); st.Reloads != 1 || st.Unchanged != 1 {
+		t.Fatalf("changed file: %+v", st)
+	}
+	checkDifferential(t, c, r, addrs)
 }
