@@ -50,14 +50,24 @@
 // database is opened, warmed and filled with the current hot set before
 // one atomic swap; lookups in flight finish on the old one, which is
 // unmapped when its last reader is done. A failed reload leaves the old
-// database serving.
+// database serving; a byte-identical file leaves it serving too, with its
+// warm cache.
+//
+// # Hot set
+//
+// Options.HotSetFile keeps the blocks that are hot across restarts (Close
+// writes them, Open looks them up again before Ready); SaveHotSet,
+// ReadHotSet and Prewarm do the same by hand. Metrics for Prometheus are
+// in the geocacheprom module.
 //
 // # Performance
 //
 // A hit costs one probe of a 64-byte line: ~45 ns when it is in cache,
-// ~120 ns on a real traffic mix (GeoLite2-City, Zipf stream), against
-// ~3 us for geoip2.Reader.City. A miss costs the reader's tree walk and
-// decode plus the cache's bookkeeping. See the README for measurements.
+// ~100 ns on a real traffic mix (GeoLite2-City, Zipf stream), against
+// 2-3 us for geoip2.Reader.City, and allocates nothing. A miss costs the
+// reader's tree walk and decode plus the cache's bookkeeping (~10%). Hits
+// scale with cores: nothing on the hit path is shared for writing. See the
+// README for measurements and the commands that made them.
 //
 // # Budget
 //

@@ -47,6 +47,7 @@ type Collector struct {
 	evictions, rejections, droppedSets                    *prometheus.Desc
 	warmBytes, warmTotal, warmPhase, warmPasses, refaults *prometheus.Desc
 	residency, reloads, reloadFails, buildTime, dbInfo    *prometheus.Desc
+	unchanged                                             *prometheus.Desc
 }
 
 // NewCollector returns a collector of src's statistics.
@@ -80,6 +81,7 @@ func NewCollector(src Source, opts *Options) *Collector {
 		residency:   d("residency_ratio", "Fraction of the database file's pages resident in memory (mincore)."),
 		reloads:     d("reloads_total", "Successful reloads."),
 		reloadFails: d("reload_failures_total", "Failed reloads (the previous database kept serving)."),
+		unchanged:   d("reloads_unchanged_total", "Reloads that found the file byte-identical and kept the database serving."),
 		buildTime:   d("database_build_timestamp_seconds", "Build time of the database being served, from its metadata."),
 		dbInfo:      d("database_info", "The database being served; always 1.", "type", "ip_version"),
 	}
@@ -91,7 +93,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.lookups, c.slowHits, c.entries, c.records, c.cost, c.budget,
 		c.evictions, c.rejections, c.droppedSets,
 		c.warmBytes, c.warmTotal, c.warmPhase, c.warmPasses, c.refaults,
-		c.residency, c.reloads, c.reloadFails, c.buildTime, c.dbInfo,
+		c.residency, c.reloads, c.reloadFails, c.unchanged, c.buildTime, c.dbInfo,
 	} {
 		ch <- d
 	}
@@ -135,6 +137,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.reloads, st.Reloads)
 	counter(c.reloadFails, st.ReloadFails)
+	counter(c.unchanged, st.Unchanged)
 	gauge(c.buildTime, float64(md.BuildEpoch))
 	gauge(c.dbInfo, 1, md.DatabaseType, ipVersion(md.IPVersion))
 }

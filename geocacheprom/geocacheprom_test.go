@@ -73,21 +73,26 @@ geocache_reloads_total{database="city"} 0
 		"geocache_residency_ratio", "geocache_reloads_total"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n != 25 {
-		t.Errorf("GatherAndCount: %d metrics, %v; want 25", n, err)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 26 {
+		t.Errorf("GatherAndCount: %d metrics, %v; want 26", n, err)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)
 	}
 
 	// Reloads count, and the sizes are live values.
-	if err := c.Reload(""); err != nil {
+	if err := c.Reload(""); err != nil { // the same file: unchanged
+		t.Fatal(err)
+	}
+	if err := c.Reload("../testdata/maxmind/test-data/GeoIP2-Country-Test.mmdb"); err != nil {
 		t.Fatal(err)
 	}
 	c.Lookup(a)
 	scrape := httpScrape(t, reg)
 	for _, line := range []string{
 		`geocache_reloads_total{database="city"} 1`,
+		`geocache_reloads_unchanged_total{database="city"} 1`,
+		`geocache_database_info{database="city",ip_version="6",type="GeoIP2-Country"} 1`,
 		`geocache_warmup_total_bytes{database="city"} `,
 		`geocache_entries{database="city"} `,
 		`geocache_cost_bytes{database="city"} `,

@@ -99,3 +99,19 @@ func TestBench(t *testing.T) {
 		t.Errorf("bad -plot extension: exit %d", code)
 	}
 }
+
+// adversarial on the embedded database: the report rows, and the budget
+// check passing.
+func TestAdversarial(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"adversarial", "-n", "30000", "-every", "10000", "-maxcost", "2000000"}, nil, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if n := strings.Count(out.String(), "\n| "); n != 3+1 { // header + 3 rows
+		t.Errorf("%d table lines:\n%s", n, out.String())
+	}
+	if !strings.Contains(out.String(), "Cost stayed within the budget") {
+		t.Errorf("no verdict:\n%s", out.String())
+	}
+}
