@@ -1,8 +1,6 @@
 package geocache
 
 import (
-	"os"
-	"strconv"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -461,7 +459,7 @@ func newStore[T any](maxCost int64) (*store[T], error) {
 	ec := entryCost[T]()
 	// Front slots: about one per expected entry.
 	slots := 1024
-	for int64(slots) < maxCost/frontDiv && slots < 1<<22 {
+	for int64(slots) < maxCost/256 && slots < 1<<22 {
 		slots <<= 1
 	}
 	counters := max(maxCost/64, 1024) // ~10x the entries, 3 bytes each
@@ -704,10 +702,3 @@ func (rs *records[T]) deleteIf(r *record[T]) {
 	}
 	s.Unlock()
 }
-
-var frontDiv = func() int64 {
-	if v, err := strconv.Atoi(os.Getenv("GEOCACHE_FRONT_DIV")); err == nil {
-		return int64(v)
-	}
-	return 256
-}()
