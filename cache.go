@@ -429,8 +429,10 @@ func entryCost[T any]() int64 { return int64(unsafe.Sizeof(entry[T]{})) + 160 }
 // store is one generation's cache: ristretto, the bounded and cost-accounted
 // store, with a lock-free front table of the entries it holds.
 type store[T any] struct {
-	rc      *ristretto.Cache[uint64, *entry[T]]
-	front   front[T]
+	rc    *ristretto.Cache[uint64, *entry[T]]
+	front front[T]
+	_     [64]byte // every hit reads the fields above; misses write those below
+
 	records records[T]
 
 	budget   int64        // MaxCost less the fixed tables
@@ -442,7 +444,25 @@ type store[T any] struct {
 	evicted  atomic.Uint64
 	rejected atomic.Uint64
 	dropped  atomic.Uint64
-	pending  atomic.Int64 // entries offered to ristretto, not yet costed
+
+	// The backlog of entries handed to ristretto and not yet costed by
+	// its goroutine, kept without a word that every miss writes: misses
+	// count per P (A: handed over, B: attempts), ristretto's goroutine
+	// counts what it took, and every checkEvery attempts per P a miss
+	// compares the two and sets backlogged.
+	offers     *pcpu.Cells
+	costed     atomic.Int64
+	backlogged atomic.Bool
+}
+
+// checkEvery is how often, per P, insert recomputes the backlog: it may
+// then exceed maxPending by checkEvery entries per P.
+const checkEvery = 64
+
+// pending returns the entries handed to ristretto and not yet costed.
+func (s *store[T]) pending() int64 {
+	handed, _, _ := s.offers.Sum()
+	return handed - s.costed.Load()
 }
 
 // maxPending bounds the entries handed to ristretto and not yet processed
@@ -455,7 +475,7 @@ type store[T any] struct {
 const maxPending = 4096
 
 func newStore[T any](maxCost int64) (*store[T], error) {
-	s := &store[T]{}
+	s := &store[T]{offers: pcpu.New()}
 	ec := entryCost[T]()
 	// Front slots: about one per expected entry.
 	slots := 1024
@@ -567,8 +587,12 @@ func (s *store[T]) marker(a netip.Addr, m *entry[T], st, bits int) *entry[T] {
 // ristretto's exit callback, which removes it again on rejection or
 // eviction, always runs after.
 func (s *store[T]) insert(e *entry[T]) {
-	if s.pending.Add(1) > maxPending {
-		s.pending.Add(-1)
+	if s.offers.Inc(1)&(checkEvery-1) == 0 {
+		if full := s.pending() > maxPending; full != s.backlogged.Load() {
+			s.backlogged.Store(full)
+		}
+	}
+	if s.backlogged.Load() {
 		s.dropped.Add(1)
 		if r := e.rec; r != nil && r.refs.Load() == 0 {
 			s.records.deleteIf(r)
@@ -578,8 +602,9 @@ func (s *store[T]) insert(e *entry[T]) {
 	if e.sub.Load() == 0 {
 		s.front.put(e)
 	}
-	if !s.rc.Set(e.key, e, 0) {
-		s.pending.Add(-1)
+	if s.rc.Set(e.key, e, 0) {
+		s.offers.Inc(0)
+	} else {
 		s.dropped.Add(1)
 		s.front.drop(e)
 		if r := e.rec; r != nil && r.refs.Load() == 0 {
@@ -592,7 +617,7 @@ func (s *store[T]) insert(e *entry[T]) {
 // keeping the sizing of records off the lookup path. The first entry to
 // hold a record brings the record's bytes into the account.
 func (s *store[T]) cost(e *entry[T]) int64 {
-	s.pending.Add(-1)
+	s.costed.Add(1)
 	s.entries.Add(1)
 	if r := e.rec; r != nil && r.refs.Add(1) == 1 {
 		if r.size == 0 {

@@ -232,7 +232,7 @@ func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr])
 			g.resolve(a)
 			n++
 		}
-		if g.store.pending.Load() > maxPending/2 {
+		if n%64 == 0 && g.store.pending() > maxPending/2 {
 			g.store.rc.Wait() // pace the burst rather than have it dropped
 		}
 	}
