@@ -231,22 +231,28 @@ func skipVariant(stream, v string) bool {
 // reloads, with a reload every 100 ms alternating between the database and
 // a copy whose metadata says another build time (mode=changed: a full
 // reload each time, which warms the new file and looks the hot set up
-// again, on the same 2 cores), and with a reload of the unchanged file
-// every 100 ms (mode=unchanged: one comparison, no swap).
+// again, paced to the default Options.ReloadCPU; changed-unpaced: as fast
+// as it can, on the same 2 cores), and with a reload of the unchanged file
+// every 100 ms (mode=unchanged: one comparison, no swap). A reload that
+// takes longer than 100 ms makes the next one start right after it.
 func BenchmarkReload(b *testing.B) {
 	d := loadBench(b)
 	other := rebuiltCopy(b, d.path)
-	for _, mode := range []string{"none", "changed", "unchanged"} {
+	for _, mode := range []string{"none", "changed", "changed-unpaced", "unchanged"} {
 		b.Run("reload-every-100ms="+mode, func(b *testing.B) {
 			every := 100 * time.Millisecond
 			if mode == "none" {
 				every = 0
 			}
 			paths := []string{d.path, d.path}
-			if mode == "changed" {
+			o := &Options{}
+			if strings.HasPrefix(mode, "changed") {
 				paths[1] = other
 			}
-			c, err := Open[geoip2.City](d.path, nil)
+			if mode == "changed-unpaced" {
+				o.ReloadCPU = 1
+			}
+			c, err := Open[geoip2.City](d.path, o)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -69,6 +69,14 @@ type Options struct {
 	// error of a failed one. It runs on the reloading goroutine.
 	OnReload func(path string, err error)
 
+	// ReloadCPU is the fraction of one CPU that Reload may spend looking
+	// the hot set up again in the new database, so that a reload does not
+	// take the cores that serve lookups: at 0.05, the ~100k hot networks
+	// of a 64 MiB geoip2.City cache take ~6 s instead of 0.3 s before the
+	// swap. The swap waits for them either way, so the new database starts
+	// warm. Default 0.05; 1 or more: as fast as it can.
+	ReloadCPU float64
+
 	// HotSetFile, if set, names a file that keeps the hot set across
 	// restarts: Open looks its addresses up (after the warmup, before
 	// Ready closes) and Close writes the hot set to it (see SaveHotSet).
@@ -87,6 +95,9 @@ func (o *Options) withDefaults() Options {
 		v.MaxCost = DefaultMaxCost
 	}
 	v.MaxCost = max(v.MaxCost, 1<<20)
+	if v.ReloadCPU <= 0 {
+		v.ReloadCPU = 0.05
+	}
 	if v.WatchDebounce <= 0 {
 		v.WatchDebounce = 500 * time.Millisecond
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Why persist the hot set: a restarted service starts with an empty cache,
@@ -214,7 +215,7 @@ func (c *Cache[T]) Prewarm(ctx context.Context, addrs iter.Seq[netip.Addr]) erro
 	defer g.exit(u)
 	gctx, cancel := cancelOn(ctx, g.closed)
 	defer cancel()
-	g.prewarm(gctx, addrs)
+	g.prewarm(gctx, addrs, 1)
 	if c.cur.Load() == nil {
 		return ErrClosed
 	}
@@ -222,11 +223,21 @@ func (c *Cache[T]) Prewarm(ctx context.Context, addrs iter.Seq[netip.Addr]) erro
 }
 
 // prewarm caches the answers for addrs in g until ctx is done, and waits
-// for the cache to admit them. It returns how many it looked up.
-func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr]) (n int) {
+// for the cache to admit them. It returns how many it looked up. With
+// share in (0, 1) it paces itself to that fraction of one CPU: after each
+// batch it sleeps for the batch's time times (1/share - 1).
+func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr], share float64) (n int) {
+	const batch = 256
+	start := time.Now()
 	for a := range addrs {
-		if n%1024 == 0 && ctx.Err() != nil {
-			break
+		if n%batch == 0 && n > 0 {
+			if ctx.Err() != nil {
+				break
+			}
+			if share > 0 && share < 1 {
+				pause(ctx, time.Duration(float64(time.Since(start))*(1/share-1)))
+				start = time.Now()
+			}
 		}
 		if a = normalize(a); a.IsValid() && a.Zone() == "" && !(g.ipv4 && a.Is6()) {
 			g.resolve(a)
@@ -238,6 +249,16 @@ func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr])
 	}
 	g.store.rc.Wait() // admitted now, not after the first requests
 	return n
+}
+
+// pause sleeps for d or until ctx is done.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // loadHotSet prewarms g with the hot-set file at path. A missing file is
@@ -259,7 +280,7 @@ func (c *Cache[T]) loadHotSet(ctx context.Context, g *generation[T], path string
 		return
 	}
 	g.warm.phase.Store("hotset")
-	n := g.prewarm(ctx, slices.Values(addrs))
+	n := g.prewarm(ctx, slices.Values(addrs), 1) // before Ready: no traffic to yield to
 	if l := c.opts.Logger; l != nil {
 		l.Info("geocache: hot set loaded", "path", path, "addresses", n)
 	}
