@@ -228,11 +228,14 @@ func (c *Cache[T]) Prewarm(ctx context.Context, addrs iter.Seq[netip.Addr]) erro
 // batch it sleeps for the batch's time times (1/share - 1).
 func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr], share float64) (n int) {
 	const batch = 256
-	start := time.Now()
+	start, seen := time.Now(), 0
 	for a := range addrs {
-		if n%batch == 0 && n > 0 {
+		if seen++; seen%batch == 0 {
 			if ctx.Err() != nil {
 				break
+			}
+			if g.store.pending() > maxPending/2 {
+				g.store.rc.Wait() // pace the burst rather than have it dropped
 			}
 			if share > 0 && share < 1 {
 				pause(ctx, time.Duration(float64(time.Since(start))*(1/share-1)))
@@ -242,9 +245,6 @@ func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr],
 		if a = normalize(a); a.IsValid() && a.Zone() == "" && !(g.ipv4 && a.Is6()) {
 			g.resolve(a)
 			n++
-		}
-		if n%64 == 0 && g.store.pending() > maxPending/2 {
-			g.store.rc.Wait() // pace the burst rather than have it dropped
 		}
 	}
 	g.store.rc.Wait() // admitted now, not after the first requests
