@@ -204,13 +204,9 @@ func (d *hotSetDecoder) count() uint64 {
 // Its lookups are not counted in Stats' Hits and Misses, which describe
 // traffic; it costs a miss per network not yet cached.
 func (c *Cache[T]) Prewarm(ctx context.Context, addrs iter.Seq[netip.Addr]) error {
-	g := c.cur.Load()
-	if g == nil {
-		return ErrClosed
-	}
-	u, ok := g.enter() // Close waits for us before it unmaps
-	if !ok {
-		return ErrClosed
+	g, u, err := c.current()
+	if err != nil {
+		return err
 	}
 	defer g.exit(u)
 	gctx, cancel := cancelOn(ctx, g.closed)

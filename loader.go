@@ -180,6 +180,21 @@ func (g *generation[T]) enter() (*pcpu.Cell, bool) {
 
 func (g *generation[T]) exit(c *pcpu.Cell) { c.A.Add(-1) }
 
+// current returns the serving generation with the caller entered as a
+// user of it, so that Close waits for the caller before it unmaps; or
+// ErrClosed. The caller passes the cell to g.exit.
+func (c *Cache[T]) current() (*generation[T], *pcpu.Cell, error) {
+	g := c.cur.Load()
+	if g == nil {
+		return nil, nil, ErrClosed
+	}
+	u, ok := g.enter()
+	if !ok {
+		return nil, nil, ErrClosed
+	}
+	return g, u, nil
+}
+
 // retire waits for the generation's last user, then closes its cache and
 // unmaps its file. Cache hits never need the mapping, so they go on being
 // served from the front table while this waits.

@@ -260,13 +260,9 @@ func (c *Cache[T]) WaitReady(ctx context.Context) error {
 // closes Ready when done. It is what Open's warmup runs; call it with
 // WarmupOff to choose the moment, or to see progress in Stats as it runs.
 func (c *Cache[T]) Warm(ctx context.Context) error {
-	g := c.cur.Load()
-	if g == nil {
-		return ErrClosed
-	}
-	u, ok := g.enter() // Close waits for us before it unmaps
-	if !ok {
-		return ErrClosed
+	g, u, err := c.current()
+	if err != nil {
+		return err
 	}
 	defer g.exit(u)
 	if !g.m.mapped {
@@ -298,13 +294,9 @@ func cancelOn(ctx context.Context, done <-chan struct{}) (context.Context, conte
 // Residency returns the fraction of the database file's pages that are in
 // memory now (mincore). A database read into memory reports 1.
 func (c *Cache[T]) Residency() (float64, error) {
-	g := c.cur.Load()
-	if g == nil {
-		return 0, ErrClosed
-	}
-	u, ok := g.enter()
-	if !ok {
-		return 0, ErrClosed
+	g, u, err := c.current()
+	if err != nil {
+		return 0, err
 	}
 	defer g.exit(u)
 	if !g.m.mapped {
