@@ -603,24 +603,21 @@ func (s *store[T]) insert(e *entry[T]) {
 			s.backlogged.Store(full)
 		}
 	}
-	if s.backlogged.Load() {
-		s.dropped.Add(1)
-		if r := e.rec; r != nil && r.refs.Load() == 0 {
-			s.records.deleteIf(r)
+	if !s.backlogged.Load() {
+		if e.sub.Load() == 0 {
+			s.front.put(e)
 		}
-		return
-	}
-	if e.sub.Load() == 0 {
-		s.front.put(e)
-	}
-	if s.rc.Set(e.key, e, 0) {
-		s.offers.Inc(0)
-	} else {
-		s.dropped.Add(1)
+		if s.rc.Set(e.key, e, 0) {
+			s.offers.Inc(0)
+			return
+		}
 		s.front.drop(e)
-		if r := e.rec; r != nil && r.refs.Load() == 0 {
-			s.records.deleteIf(r)
-		}
+	}
+	// Not cached: the answer is returned, the entry and (unless another
+	// entry holds it) its record are forgotten.
+	s.dropped.Add(1)
+	if r := e.rec; r != nil && r.refs.Load() == 0 {
+		s.records.deleteIf(r)
 	}
 }
 

@@ -2,6 +2,7 @@ package geocache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -77,10 +78,7 @@ func encodeHotSet(v4 []uint32, v6 [][2]uint64) []byte {
 	slices.Sort(v4)
 	v4 = slices.Compact(v4)
 	slices.SortFunc(v6, func(a, b [2]uint64) int {
-		if c := cmpUint(a[0], b[0]); c != 0 {
-			return c
-		}
-		return cmpUint(a[1], b[1])
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
 	})
 	v6 = slices.Compact(v6)
 	buf := append([]byte(hotSetMagic), hotSetVersion)
@@ -98,16 +96,6 @@ func encodeHotSet(v4 []uint32, v6 [][2]uint64) []byte {
 		prevHi = v[0]
 	}
 	return binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ReadHotSet reads a hot set written by SaveHotSet. A file that is not one

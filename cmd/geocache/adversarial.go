@@ -90,13 +90,7 @@ func adversarial(args []string, stdout, stderr io.Writer) int {
 
 	runtime.GC()
 	heap0 := heapInUse()
-	var c *geocache.Cache[geoip2.City]
-	o := &geocache.Options{MaxCost: *maxCost, Warmup: geocache.WarmupWait}
-	if *db == "" {
-		c, err = geocache.OpenBytes[geoip2.City](defaultDB, o)
-	} else {
-		c, err = geocache.Open[geoip2.City](*db, o)
-	}
+	c, err := openDB[geoip2.City](*db, &geocache.Options{MaxCost: *maxCost, Warmup: geocache.WarmupWait})
 	if err != nil {
 		return fail(err)
 	}

@@ -75,11 +75,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // openDB opens path, or the embedded database when path is empty.
-func openDB(path string, o *geocache.Options) (*geocache.Cache[any], error) {
+func openDB[T any](path string, o *geocache.Options) (*geocache.Cache[T], error) {
 	if path == "" {
-		return geocache.OpenBytes[any](defaultDB, o)
+		return geocache.OpenBytes[T](defaultDB, o)
 	}
-	return geocache.Open[any](path, o)
+	return geocache.Open[T](path, o)
 }
 
 type answer struct {
@@ -100,7 +100,7 @@ func lookup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "geocache lookup: no address given\n%s", usage)
 		return 2
 	}
-	c, err := openDB(*db, nil)
+	c, err := openDB[any](*db, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "geocache lookup: %v\n", err)
 		return 1

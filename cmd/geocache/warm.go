@@ -21,7 +21,7 @@ func warm(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	c, err := openDB(*db, &geocache.Options{Warmup: geocache.WarmupOff})
+	c, err := openDB[any](*db, &geocache.Options{Warmup: geocache.WarmupOff})
 	if err != nil {
 		fmt.Fprintf(stderr, "geocache warm: %v\n", err)
 		return 1
