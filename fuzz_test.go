@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -55,25 +56,39 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
-// FuzzLookup asks the City test database arbitrary addresses (IPv4,
-// IPv6, mapped, zoned, zero) and checks every answer against the uncached
-// reader.
+// FuzzLookup asks arbitrary addresses (IPv4, IPv6, mapped, zoned, zero) of
+// two databases, one whose tree aliases IPv4-mapped addresses to IPv4 and
+// one whose tree does not, and checks every answer (network, found and
+// record) against the uncached reader.
 func FuzzLookup(f *testing.F) {
-	const path = "testdata/maxmind/test-data/GeoIP2-City-Test.mmdb"
-	c, err := Open[any](path, nil)
-	if err != nil {
-		f.Fatal(err)
+	type db struct {
+		c *Cache[any]
+		r *maxminddb.Reader
 	}
-	f.Cleanup(func() { c.Close() })
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { r.Close() })
-	for res := range r.Networks() {
-		p := res.Prefix()
-		f.Add(p.Addr().AsSlice(), "")
-		f.Add(lastIn(p).AsSlice(), "")
+	var dbs []db
+	for _, path := range []string{
+		"testdata/maxmind/test-data/GeoIP2-City-Test.mmdb",
+		"testdata/maxmind/test-data/MaxMind-DB-test-metadata-pointers.mmdb",
+	} {
+		c, err := Open[any](path, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { c.Close() })
+		r, err := maxminddb.Open(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { r.Close() })
+		dbs = append(dbs, db{c, r})
+		for res := range r.Networks() {
+			p := res.Prefix()
+			for _, a := range []netip.Addr{p.Addr(), lastIn(p)} {
+				mapped := a.As16()
+				f.Add(a.AsSlice(), "")
+				f.Add(mapped[:], "")
+			}
+		}
 	}
 	f.Add([]byte{}, "")
 	f.Add(make([]byte, 16), "")
@@ -84,20 +99,29 @@ func FuzzLookup(f *testing.F) {
 		if ok && a.Is6() {
 			a = a.WithZone(zone)
 		}
-		for pass := range 2 {
-			got, err := c.Lookup(a)
-			switch {
-			case !a.IsValid() || a.Zone() != "":
-				if !errors.Is(err, ErrInvalidAddress) {
-					t.Fatalf("%v: want ErrInvalidAddress, got %v", a, err)
+		for _, d := range dbs {
+			for pass := range 2 {
+				got, err := d.c.Lookup(a)
+				switch {
+				case !a.IsValid() || a.Zone() != "":
+					if !errors.Is(err, ErrInvalidAddress) {
+						t.Fatalf("%v: want ErrInvalidAddress, got %v", a, err)
+					}
+					return
+				case err != nil:
+					t.Fatalf("pass %d: %v: %v", pass, a, err)
 				}
-				return
-			case err != nil:
-				t.Fatalf("pass %d: %v: %v", pass, a, err)
-			}
-			want := r.Lookup(a.Unmap())
-			if got.Prefix != want.Prefix() || got.Found != want.Found() {
-				t.Fatalf("pass %d: %v: cache %v %v, reader %v %v", pass, a, got.Prefix, got.Found, want.Prefix(), want.Found())
+				want := oracle(d.r, a)
+				var rec any
+				if err := want.Decode(&rec); err != nil {
+					t.Fatal(err)
+				}
+				if !samePrefix(got.Prefix, want.Prefix()) || got.Found != want.Found() {
+					t.Fatalf("pass %d: %v: cache %v %v, reader %v %v", pass, a, got.Prefix, got.Found, want.Prefix(), want.Found())
+				}
+				if got.Found && !reflect.DeepEqual(*got.Record, rec) {
+					t.Fatalf("pass %d: %v: records differ:\ncache  %v\nreader %v", pass, a, *got.Record, rec)
+				}
 			}
 		}
 	})

@@ -60,15 +60,37 @@ func lastIn(p netip.Prefix) netip.Addr {
 	return a
 }
 
+// oracle returns the uncached reader's answer for a, the answer Lookup
+// promises: the reader's own, except that an IPv4-only database (which
+// refuses every IPv6 form) answers an IPv4-mapped address as IPv4.
+func oracle(r *maxminddb.Reader, a netip.Addr) maxminddb.Result {
+	if r.Metadata.IPVersion == 4 {
+		a = a.Unmap()
+	}
+	return r.Lookup(a)
+}
+
+// samePrefix reports whether got, the network the cache answered with, is
+// want, the reader's: equal, or the IPv4 form of an IPv4-mapped network
+// (1.2.3.0/24 for ::ffff:1.2.3.0/120).
+func samePrefix(got, want netip.Prefix) bool {
+	if got == want {
+		return true
+	}
+	return got.Addr().Is4() && want.Addr().Is4In6() &&
+		netip.PrefixFrom(netip.AddrFrom16(got.Addr().As16()), got.Bits()+96) == want
+}
+
 // sampleAddrs returns n seeded addresses that exercise a database: inside
 // its networks (half), their first and last addresses, uniformly random
-// IPv4 and IPv6 (mostly misses or large networks), and IPv4-mapped forms.
+// IPv4 and IPv6 (mostly misses or large networks), and IPv4-mapped forms of
+// random addresses and of network boundaries.
 func sampleAddrs(seed uint64, nets []netip.Prefix, n int, ipv6 bool) []netip.Addr {
 	r := rand.New(rand.NewPCG(seed, 1))
 	addrs := make([]netip.Addr, 0, n)
 	for len(addrs) < n {
 		var a netip.Addr
-		switch k := r.IntN(10); {
+		switch k := r.IntN(11); {
 		case k < 5 && len(nets) > 0:
 			a = workload.RandomIn(r, nets[r.IntN(len(nets))])
 		case k == 5 && len(nets) > 0:
@@ -79,6 +101,13 @@ func sampleAddrs(seed uint64, nets []netip.Prefix, n int, ipv6 bool) []netip.Add
 			a = workload.RandomIn(r, netip.MustParsePrefix("::/0"))
 		case k == 8:
 			a = netip.AddrFrom16(workload.RandomIn(r, netip.MustParsePrefix("0.0.0.0/0")).As16()) // IPv4-mapped
+		case k == 9 && len(nets) > 0:
+			p := nets[r.IntN(len(nets))]
+			a = p.Addr()
+			if r.IntN(2) == 0 {
+				a = lastIn(p)
+			}
+			a = netip.AddrFrom16(a.As16()) // mapped, if IPv4
 		default:
 			a = workload.RandomIn(r, netip.MustParsePrefix("0.0.0.0/0"))
 		}

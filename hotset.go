@@ -226,7 +226,7 @@ func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr],
 				start = time.Now()
 			}
 		}
-		if a = normalize(a); a.IsValid() && a.Zone() == "" && !(g.ipv4 && a.Is6()) {
+		if a = g.key(a); a.IsValid() && a.Zone() == "" && !(g.ipv4 && a.Is6()) {
 			g.resolve(a)
 			n++
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,7 @@ type generation[T any] struct {
 	reader *maxminddb.Reader
 	store  *store[T]
 	ipv4   bool // IPv4-only database
+	unmap  bool // key IPv4-mapped addresses as IPv4 (see ipv4Aliased)
 
 	// users counts lookups on the miss path (the only path that reads the
 	// mapping or calls into ristretto), per P, so entering costs no
@@ -114,15 +116,38 @@ func open[T any](m *mapping, o *Options) (*generation[T], error) {
 		return nil, err
 	}
 	tree := int(r.Metadata.NodeCount * r.Metadata.RecordSize / 4)
+	aliased, err := readTree(m, func() bool { return ipv4Aliased(m.data[:tree], r.Metadata) })
+	if err != nil {
+		s.close()
+		m.release()
+		return nil, err
+	}
 	return &generation[T]{
 		m:      m,
 		reader: r,
 		store:  s,
 		ipv4:   r.Metadata.IPVersion == 4,
+		unmap:  aliased,
 		users:  pcpu.New(),
 		closed: make(chan struct{}),
 		warm:   newWarmer(m.data, tree),
 	}, nil
+}
+
+// readTree runs f, which reads m, turning a fault into ErrFault.
+func readTree(m *mapping, f func() bool) (v bool, err error) {
+	defer setPanicOnFault(setPanicOnFault(true))
+	defer guardFault(m.path, &err)
+	return f(), nil
+}
+
+// key returns the form of ip that keys g's cache and asks its reader:
+// IPv4-mapped addresses become IPv4 where the tree aliases them.
+func (g *generation[T]) key(ip netip.Addr) netip.Addr {
+	if g.unmap {
+		return ip.Unmap()
+	}
+	return ip
 }
 
 // startWarmup gets g ready as o says: it pre-faults the mapping (a file

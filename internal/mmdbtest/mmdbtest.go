@@ -6,6 +6,7 @@ package mmdbtest
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -23,6 +24,11 @@ type Spec struct {
 	IPv4Only bool
 	// RecordSize is the search tree's record size: 24, 28 (default) or 32.
 	RecordSize int
+	// NoIPv4Alias leaves ::ffff:0:0/96 out of the IPv4 subtree, as
+	// mmdbwriter's DisableIPv4Aliasing does, and puts networks of their own
+	// there (with records of their own), so that an IPv4-mapped address and
+	// its IPv4 form have different answers.
+	NoIPv4Alias bool
 }
 
 // Lengths as in GeoLite2-City: IPv4 networks mostly /20 to /30, IPv6 from
@@ -65,8 +71,9 @@ func Generate(s Spec) ([]byte, error) {
 		Description:             map[string]string{"en": "geocache generated test database"},
 		Languages:               []string{"en", "de"},
 		IPVersion:               ipVersion,
-		RecordSize:              cmp(s.RecordSize, 28),
+		RecordSize:              cmp.Or(s.RecordSize, 28),
 		IncludeReservedNetworks: true,
+		DisableIPv4Aliasing:     s.NoIPv4Alias,
 		BuildEpoch:              1_700_000_000 + int64(s.Seed),
 	})
 	if err != nil {
@@ -84,18 +91,21 @@ func Generate(s Spec) ([]byte, error) {
 			return nil, fmt.Errorf("insert %s: %w", p, err)
 		}
 	}
+	if s.NoIPv4Alias && !s.IPv4Only {
+		for range s.Networks / 16 {
+			v4 := randomNetwork(r, true)
+			a := netip.AddrFrom16(v4.Addr().As16())
+			ipnet := &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(96+v4.Bits(), 128)}
+			if err := tree.Insert(ipnet, records[r.IntN(len(records))]); err != nil {
+				return nil, fmt.Errorf("insert %s: %w", ipnet, err)
+			}
+		}
+	}
 	var buf bytes.Buffer
 	if _, err := tree.WriteTo(&buf); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-func cmp(v, def int) int {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // randomNetwork returns a network with a realistic length. IPv4 networks
