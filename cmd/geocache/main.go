@@ -3,6 +3,10 @@
 //	geocache lookup [-db PATH] IP...   one JSON object per address
 //	geocache lookup [-db PATH] -       addresses one per line on stdin
 //
+// Every address gets exactly one line: {"ip", "network", "found",
+// "record"}, or {"ip", "error"} when it cannot be looked up. Floats that
+// JSON cannot hold are written as the strings "+Inf", "-Inf" and "NaN".
+//
 // Without -db it uses a small test database embedded in the binary
 // (MaxMind's GeoIP2-City-Test, MIT licensed), so it runs anywhere:
 //
@@ -16,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"strings"
@@ -82,11 +87,22 @@ func openDB[T any](path string, o *geocache.Options) (*geocache.Cache[T], error)
 	return geocache.Open[T](path, o)
 }
 
+// answer is the output line of an address that was looked up. Record is
+// the record as the database holds it, with floating-point values that
+// JSON cannot hold (the format allows them) as the strings "+Inf", "-Inf"
+// and "NaN".
 type answer struct {
 	IP      string `json:"ip"`
 	Network string `json:"network"`
 	Found   bool   `json:"found"`
 	Record  any    `json:"record"`
+}
+
+// failure is the output line of an address that could not be looked up:
+// every input address gets exactly one line.
+type failure struct {
+	IP    string `json:"ip"`
+	Error string `json:"error"`
 }
 
 func lookup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -116,20 +132,17 @@ func lookup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if s == "" {
 			return
 		}
-		ip, err := netip.ParseAddr(s)
-		if err == nil {
-			var res geocache.Result[any]
-			if res, err = c.Lookup(ip); err == nil {
-				a := answer{IP: ip.String(), Network: res.Prefix.String(), Found: res.Found}
-				if res.Found {
-					a.Record = *res.Record
-				}
-				err = enc.Encode(a)
-			}
-		}
-		if err != nil {
+		var line any
+		a, err := lookupOne(c, s)
+		if line = a; err != nil {
 			failed = true
 			fmt.Fprintf(stderr, "geocache lookup: %q: %v\n", s, err)
+			line = failure{IP: s, Error: err.Error()}
+		}
+		if err := enc.Encode(line); err != nil { // a value JSON cannot hold
+			failed = true
+			fmt.Fprintf(stderr, "geocache lookup: %q: %v\n", s, err)
+			enc.Encode(failure{IP: s, Error: err.Error()})
 		}
 	}
 	for _, arg := range fs.Args() {
@@ -150,4 +163,58 @@ func lookup(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// lookupOne answers the address s.
+func lookupOne(c *geocache.Cache[any], s string) (answer, error) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return answer{}, err
+	}
+	res, err := c.Lookup(ip)
+	if err != nil {
+		return answer{}, err
+	}
+	a := answer{IP: ip.String(), Network: res.Prefix.String(), Found: res.Found}
+	if res.Found {
+		a.Record = jsonSafe(*res.Record)
+	}
+	return a, nil
+}
+
+// jsonSafe returns v with every non-finite float replaced by its name, so
+// that encoding/json (and any strict JSON parser) accepts it. Values
+// without such floats are returned as they are.
+func jsonSafe(v any) any {
+	switch x := v.(type) {
+	case float64:
+		return floatName(x, v)
+	case float32:
+		return floatName(float64(x), v)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = jsonSafe(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonSafe(e)
+		}
+		return out
+	}
+	return v
+}
+
+func floatName(f float64, v any) any {
+	switch {
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	case math.IsNaN(f):
+		return "NaN"
+	}
+	return v
 }
