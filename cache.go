@@ -153,14 +153,16 @@ type Cache[T any] struct {
 	stats *pcpu.Cells // counters statHits (A), statMisses (B), statSlowHits (C)
 	opts  Options
 
-	reloadMu       sync.Mutex // serializes Reload and Close
-	path           string     // the file last opened; guarded by reloadMu
-	done           chan struct{}
+	ready *readiness
+
+	reloadMu       sync.Mutex         // serializes Reload and Close
+	path           string             // the file last opened; guarded by reloadMu
+	ctx            context.Context    // done once Close starts: it cancels a reload
+	cancel         context.CancelFunc //
 	watcher        *watcher
 	reloads        atomic.Uint64
 	reloadFailures atomic.Uint64
 	unchanged      atomic.Uint64
-	noHotSet       bool // tests: reload without pre-population
 
 	close sync.Once
 	err   error
@@ -201,13 +203,14 @@ func newCache[T any](m *mapping, o *Options) (*Cache[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New(), opts: *o, done: make(chan struct{})}
+	c := &Cache[T]{meta: g.reader.Metadata, stats: pcpu.New(), opts: *o, ready: newReadiness()}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cur.Store(g)
 	var hot func(context.Context)
 	if o.HotSetFile != "" {
 		hot = func(ctx context.Context) { c.loadHotSet(ctx, g, o.HotSetFile) }
 	}
-	g.startWarmup(o, hot)
+	g.start(context.Background(), o, hot, c.ready.mark, o.Warmup == WarmupWait)
 	return c, nil
 }
 
@@ -227,7 +230,7 @@ func (c *Cache[T]) Metadata() maxminddb.Metadata {
 // the first call's error.
 func (c *Cache[T]) Close() error {
 	c.close.Do(func() {
-		close(c.done) // cancels a reload in progress
+		c.cancel() // a reload in progress
 		if c.watcher != nil {
 			c.watcher.stop()
 		}
@@ -246,6 +249,7 @@ func (c *Cache[T]) Close() error {
 			c.meta = g.reader.Metadata
 			c.err = g.retire()
 		}
+		c.ready.mark() // WaitReady returns ErrClosed
 		c.err = errors.Join(saveErr, c.err)
 	})
 	return c.err

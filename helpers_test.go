@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -117,4 +118,31 @@ func sampleAddrs(seed uint64, nets []netip.Prefix, n int, ipv6 bool) []netip.Add
 		addrs = append(addrs, a)
 	}
 	return addrs
+}
+
+// rebuiltCopy writes a copy of the database at path whose metadata gives
+// another build time: every answer the same, but not the same file, as
+// when a weekly update changed nothing that the traffic asks.
+func rebuiltCopy(tb testing.TB, path string) string {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	i := bytes.LastIndex(data, []byte("build_epoch"))
+	if i < 0 {
+		tb.Fatal("no build_epoch in the metadata")
+	}
+	data[i+len("build_epoch")+2]++ // past the control and type bytes: the epoch's top byte
+	r0, err0 := maxminddb.Open(path)
+	r1, err1 := maxminddb.OpenBytes(data)
+	if err0 != nil || err1 != nil || r0.Metadata.BuildEpoch == r1.Metadata.BuildEpoch {
+		tb.Fatalf("rebuilt copy: %v %v", err0, err1)
+	}
+	r0.Close()
+	out := filepath.Join(tb.TempDir(), "rebuilt-"+filepath.Base(path))
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }

@@ -197,7 +197,7 @@ func (c *Cache[T]) Prewarm(ctx context.Context, addrs iter.Seq[netip.Addr]) erro
 		return err
 	}
 	defer g.exit(u)
-	gctx, cancel := cancelOn(ctx, g.closed)
+	gctx, cancel := g.within(ctx)
 	defer cancel()
 	g.prewarm(gctx, addrs, 1)
 	if c.cur.Load() == nil {
@@ -263,7 +263,6 @@ func (c *Cache[T]) loadHotSet(ctx context.Context, g *generation[T], path string
 		}
 		return
 	}
-	g.warm.phase.Store("hotset")
 	n := g.prewarm(ctx, slices.Values(addrs), 1) // before Ready: no traffic to yield to
 	if l := c.opts.Logger; l != nil {
 		l.Info("geocache: hot set loaded", "path", path, "addresses", n)

@@ -86,7 +86,8 @@ type generation[T any] struct {
 	// for the sum to reach zero.
 	users   *pcpu.Cells
 	closing atomic.Bool
-	closed  chan struct{} // closed when retiring starts
+	ctx     context.Context // done when retiring starts
+	cancel  context.CancelFunc
 
 	warm *warmer
 }
@@ -122,14 +123,16 @@ func open[T any](m *mapping, o *Options) (*generation[T], error) {
 		m.release()
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &generation[T]{
+		ctx:    ctx,
+		cancel: cancel,
 		m:      m,
 		reader: r,
 		store:  s,
 		ipv4:   r.Metadata.IPVersion == 4,
 		unmap:  aliased,
 		users:  pcpu.New(),
-		closed: make(chan struct{}),
 		warm:   newWarmer(m.data, tree),
 	}, nil
 }
@@ -150,14 +153,18 @@ func (g *generation[T]) key(ip netip.Addr) netip.Addr {
 	return ip
 }
 
-// startWarmup gets g ready as o says: it pre-faults the mapping (a file
-// read into memory, or locked with mlock, is resident already), then
-// caches the hot set with hot (if not nil), then closes Ready; in the
-// background, or before it returns with WarmupWait.
-func (g *generation[T]) startWarmup(o *Options, hot func(context.Context)) {
+// start gets g ready to serve, the one way a generation starts (Open and
+// Reload alike): it pre-faults the mapping unless it is resident already
+// (read into memory, or locked with mlock) or o.Warmup is WarmupOff,
+// caches the hot set with hot (if not nil), calls ready (if not nil), then
+// keeps the mapping warm every o.KeepWarm. With wait, or when there is
+// nothing to pre-fault or cache, it does the steps up to ready on the
+// calling goroutine and returns their error (ctx's); otherwise on the
+// warmer's goroutine, which Close stops.
+func (g *generation[T]) start(ctx context.Context, o *Options, hot func(context.Context), ready func(), wait bool) error {
 	resident := !g.m.mapped || o.Mlock
 	if resident {
-		g.warm.phase.Store("done")
+		g.warm.setPhase(PhaseDone)
 	}
 	warm := !resident && o.Warmup != WarmupOff
 	keep := o.KeepWarm
@@ -171,23 +178,35 @@ func (g *generation[T]) startWarmup(o *Options, hot func(context.Context)) {
 			}
 		}
 		if hot != nil {
-			phase := g.warm.phase.Load()
+			phase := g.warm.getPhase()
+			g.warm.setPhase(PhaseHotSet)
 			hot(ctx)
-			g.warm.phase.Store(phase)
+			g.warm.setPhase(phase)
 		}
-		g.warm.markReady()
-		return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if ready != nil {
+			ready()
+		}
+		return nil
 	}
-	switch {
-	case o.Warmup == WarmupWait:
-		boot(context.Background())
-		g.warm.start(keep, nil)
-	case !warm && hot == nil:
-		g.warm.markReady()
-		g.warm.start(keep, nil)
-	default:
-		g.warm.start(keep, boot)
+	if wait || (!warm && hot == nil) {
+		if err := boot(ctx); err != nil {
+			return err
+		}
+		boot = nil
 	}
+	g.warm.start(keep, boot)
+	return nil
+}
+
+// within returns a context derived from ctx that is also done once g
+// starts retiring, and its cancel function.
+func (g *generation[T]) within(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(g.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // enter registers a user of the mapping and the store. It fails once the
@@ -227,7 +246,7 @@ func (g *generation[T]) retire() error {
 	if !g.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	close(g.closed)
+	g.cancel()
 	g.warm.stop() // nothing touches the mapping after this
 	// A user increments its cell before it reads closing, and retire sets
 	// closing before it reads the cells; with sequentially consistent

@@ -79,26 +79,19 @@ func (c *Cache[T]) reload(path string) error {
 		g.retire()
 		return err
 	}
-	ctx, cancel := cancelOn(context.Background(), c.done) // Close cancels a reload
-	defer cancel()
-	if g.m.mapped && !c.opts.Mlock && c.opts.Warmup != WarmupOff {
-		if err := g.warm.pass(ctx); err != nil {
-			g.retire()
-			if ctx.Err() != nil {
-				return ErrClosed
-			}
-			return err
+	hot := func(ctx context.Context) { g.prewarm(ctx, old.store.front.each, c.opts.ReloadCPU) }
+	if err := g.start(c.ctx, &c.opts, hot, nil, true); err != nil {
+		g.retire()
+		if c.ctx.Err() != nil {
+			return ErrClosed
 		}
+		return err
 	}
-	g.warm.markReady()
-	if !c.noHotSet {
-		g.prewarm(ctx, old.store.front.each, c.opts.ReloadCPU)
-	}
-	if ctx.Err() != nil || !c.cur.CompareAndSwap(old, g) {
+	if !c.cur.CompareAndSwap(old, g) {
 		g.retire()
 		return ErrClosed
 	}
-	g.warm.start(c.opts.KeepWarm, nil)
+	c.ready.mark() // g is ready: Open's warmup may still have been running
 	c.path = path
 	c.reloads.Add(1)
 	return old.retire()

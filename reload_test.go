@@ -3,14 +3,15 @@
 package geocache
 
 import (
-	"bytes"
+	"context"
 	"errors"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/oschwald/maxminddb-golang/v2"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/geocache/geocache/internal/mmdbtest"
 	"github.com/geocache/geocache/internal/workload"
@@ -370,18 +372,130 @@ func TestReloadUnchanged(t *testing.T) {
 
 	// The same database with another build time in its metadata: a new
 	// file, so a full reload.
-	changed := slices.Clone(data)
-	i := bytes.LastIndex(changed, []byte("build_epoch"))
-	if i < 0 {
-		t.Fatal("no build_epoch in the metadata")
-	}
-	changed[i+len("build_epoch")+2]++ // a byte of the epoch's value
-	os.WriteFile(same, changed, 0o644)
-	if err := c.Reload(same); err != nil {
+	if err := c.Reload(rebuiltCopy(t, path)); err != nil {
 		t.Fatal(err)
 	}
 	if st := c.Stats(); st.Reloads != 1 || st.Unchanged != 1 {
 		t.Fatalf("changed file: %+v", st)
 	}
 	checkDifferential(t, c, r, addrs)
+}
+
+// A service waits for readiness while the first warmup is still running,
+// held here in its hot-set phase (the hot-set file is a FIFO that nobody
+// has opened for writing: storage as slow as it gets), and a reload lands
+// meanwhile. WaitReady returns nil once the reloaded database is ready and
+// the readiness handler answers 200; ErrClosed comes only after Close.
+func TestWaitReadyAcrossReload(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	path := genDB(t, mmdbtest.Spec{Seed: 1, Networks: 5000})
+	fifo := filepath.Join(t.TempDir(), "hotset")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// unblock lets the first warmup read its (empty) hot set, if it is
+	// still waiting to: a writer that opens and closes the FIFO.
+	unblock := func() {
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|unix.O_NONBLOCK, 0); err == nil {
+			w.Close()
+		}
+	}
+	c := mustOpen[any](t, path, &Options{HotSetFile: fifo})
+	defer c.Close()
+	defer unblock() // before Close, which waits for the warmup
+	probe := func() int {
+		rec := httptest.NewRecorder()
+		c.ReadyHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- c.WaitReady(context.Background()) }()
+	select {
+	case <-c.Ready():
+		t.Fatal("ready before the hot set was read")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if code := probe(); code != http.StatusServiceUnavailable {
+		t.Fatalf("readiness while warming: %d", code)
+	}
+
+	reloaded := make(chan error, 1)
+	go func() { reloaded <- c.Reload(rebuiltCopy(t, path)) }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("WaitReady across a reload: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("WaitReady still waiting 30s after the reload")
+	}
+	select {
+	case <-c.Ready():
+	default:
+		t.Fatal("WaitReady returned, Ready is open")
+	}
+	if code := probe(); code != http.StatusOK {
+		t.Errorf("readiness after the reload: %d", code)
+	}
+	unblock() // so that the reload can retire the database it was warming
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := c.WaitReady(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("WaitReady after Close: %v", err)
+	}
+	if code := probe(); code != http.StatusServiceUnavailable {
+		t.Errorf("readiness after Close: %d", code)
+	}
+}
+
+// Open and Reload start a database the same way: for every combination
+// of the options that shape it, the warmup state after Open's warmup and
+// after a reload are equal.
+func TestStartSameForOpenAndReload(t *testing.T) {
+	path := genDB(t, mmdbtest.Spec{Seed: 2, Networks: 5000})
+	other := rebuiltCopy(t, path)
+	type state struct {
+		Phase                WarmupPhase
+		Total, Bytes         int64
+		Fallbacks            int64
+		FirstPass, KeepsWarm bool
+	}
+	observe := func(c *Cache[any]) state {
+		if err := c.WaitReady(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		st := c.Stats().Warmup
+		time.Sleep(60 * time.Millisecond) // several keep-warm intervals
+		return state{st.Phase, st.Total, st.Bytes, st.Fallbacks, st.Elapsed > 0,
+			c.Stats().Warmup.Passes > st.Passes}
+	}
+	for _, inMemory := range []bool{false, true} {
+		for _, mode := range []WarmupMode{WarmupAsync, WarmupWait, WarmupOff} {
+			for _, keep := range []time.Duration{0, 5 * time.Millisecond} {
+				for _, mlock := range []bool{false, true} {
+					o := &Options{InMemory: inMemory, Warmup: mode, KeepWarm: keep, Mlock: mlock}
+					c, err := Open[any](path, o)
+					var me *MlockError
+					if errors.As(err, &me) {
+						t.Logf("%+v: %v", o, err)
+						continue
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					opened := observe(c)
+					if err := c.Reload(other); err != nil {
+						t.Fatal(err)
+					}
+					reloaded := observe(c)
+					c.Close()
+					if opened != reloaded {
+						t.Errorf("%+v:\nafter Open   %+v\nafter Reload %+v", o, opened, reloaded)
+					}
+				}
+			}
+		}
+	}
 }

@@ -33,9 +33,24 @@ const (
 	WarmupOff
 )
 
+// WarmupPhase is what the warmup of the database being served is doing.
+type WarmupPhase string
+
+// The warmup phases, in the order a warmup goes through them.
+const (
+	PhaseOff     WarmupPhase = "off"     // not started: Options.Warmup is WarmupOff
+	PhaseTree    WarmupPhase = "tree"    // pre-faulting the search tree
+	PhaseData    WarmupPhase = "data"    // pre-faulting the data section
+	PhaseHotSet  WarmupPhase = "hotset"  // caching the hot set (Options.HotSetFile, or a reload's)
+	PhaseDone    WarmupPhase = "done"    // resident: pre-faulted, read into memory, or locked
+	PhaseStopped WarmupPhase = "stopped" // Close or a cancelled Warm ended it early
+)
+
+func (p WarmupPhase) String() string { return string(p) }
+
 // WarmupStats is a snapshot of a warmup's progress.
 type WarmupStats struct {
-	Phase    string        // "tree", "data", "hotset" (Options.HotSetFile), "done", "off" (never started), or "stopped"
+	Phase    WarmupPhase
 	Bytes    int64         // bytes pre-faulted so far in this pass
 	Total    int64         // bytes of the file
 	Elapsed  time.Duration // time the first pass took, or has taken so far
@@ -55,12 +70,10 @@ type warmer struct {
 	data     []byte
 	treeSize int
 
-	ready     chan struct{}
-	readyOnce sync.Once
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
-	phase    atomic.Value // string
+	phase    atomic.Value // WarmupPhase
 	bytes    atomic.Int64
 	passes   atomic.Uint64
 	refaults atomic.Int64
@@ -70,13 +83,14 @@ type warmer struct {
 }
 
 func newWarmer(data []byte, treeSize int) *warmer {
-	w := &warmer{data: data, treeSize: min(treeSize, len(data)), ready: make(chan struct{})}
-	w.phase.Store("off")
+	w := &warmer{data: data, treeSize: min(treeSize, len(data))}
+	w.setPhase(PhaseOff)
 	return w
 }
 
-// markReady closes ready once.
-func (w *warmer) markReady() { w.readyOnce.Do(func() { close(w.ready) }) }
+func (w *warmer) setPhase(p WarmupPhase) { w.phase.Store(p) }
+
+func (w *warmer) getPhase() WarmupPhase { return w.phase.Load().(WarmupPhase) }
 
 // start runs boot (if not nil), then keep-warm passes every keep (if
 // keep > 0), on a goroutine that stop ends.
@@ -117,8 +131,8 @@ func (w *warmer) stop() {
 		w.cancel()
 	}
 	w.wg.Wait()
-	if p := w.phase.Load(); p == "tree" || p == "data" {
-		w.phase.Store("stopped")
+	if p := w.getPhase(); p == PhaseTree || p == PhaseData {
+		w.setPhase(PhaseStopped)
 	}
 }
 
@@ -134,13 +148,13 @@ func (w *warmer) pass(ctx context.Context) (err error) {
 	page := os.Getpagesize()
 	tree := min((w.treeSize+page-1)/page*page, len(w.data))
 	for _, ph := range []struct {
-		name     string
+		name     WarmupPhase
 		from, to int
-	}{{"tree", 0, tree}, {"data", tree, len(w.data)}} {
-		w.phase.Store(ph.name)
+	}{{PhaseTree, 0, tree}, {PhaseData, tree, len(w.data)}} {
+		w.setPhase(ph.name)
 		for off := ph.from; off < ph.to; off += warmChunk {
 			if err := ctx.Err(); err != nil {
-				w.phase.Store("stopped")
+				w.setPhase(PhaseStopped)
 				return err
 			}
 			end := min(off+warmChunk, ph.to)
@@ -153,7 +167,7 @@ func (w *warmer) pass(ctx context.Context) (err error) {
 		}
 	}
 	w.elapsed.Store(int64(time.Since(start)))
-	w.phase.Store("done")
+	w.setPhase(PhaseDone)
 	w.passes.Add(1)
 	return nil
 }
@@ -189,7 +203,7 @@ func (w *warmer) keepWarm(ctx context.Context) {
 
 func (w *warmer) stats() WarmupStats {
 	st := WarmupStats{
-		Phase:     w.phase.Load().(string),
+		Phase:     w.getPhase(),
 		Bytes:     w.bytes.Load(),
 		Total:     int64(len(w.data)),
 		Passes:    w.passes.Load(),
@@ -198,7 +212,7 @@ func (w *warmer) stats() WarmupStats {
 	}
 	if e := w.elapsed.Load(); e > 0 {
 		st.Elapsed = time.Duration(e)
-	} else if t := w.started.Load(); t != 0 && (st.Phase == "tree" || st.Phase == "data") {
+	} else if t := w.started.Load(); t != 0 && (st.Phase == PhaseTree || st.Phase == PhaseData) {
 		st.Elapsed = time.Since(time.Unix(0, t))
 	}
 	return st
@@ -222,35 +236,36 @@ func residency(data []byte) (float64, error) {
 	return float64(n) / float64(len(pages)), nil
 }
 
-// Ready returns a channel that is closed once the database being served is
-// resident in memory (the first warmup pass is done, or there is nothing
-// to warm: Options.InMemory, WarmupOff) and the hot set of
-// Options.HotSetFile, if any, is cached. After a reload it is the new
-// database's channel.
-func (c *Cache[T]) Ready() <-chan struct{} {
-	if g := c.cur.Load(); g != nil {
-		return g.warm.ready
-	}
-	return closedChan
+// readiness is a Cache's Ready channel: closed once the database being
+// served is ready, or the cache closed. It belongs to the cache, not to a
+// database: a reload swaps in only a database that is ready, so readiness
+// carries over, and a caller waiting through a reload is not lost.
+type readiness struct {
+	ch   chan struct{}
+	once sync.Once
 }
 
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+func newReadiness() *readiness { return &readiness{ch: make(chan struct{})} }
 
-// WaitReady blocks until Ready is closed, ctx is done, or the cache is
-// closed, and returns nil, ctx's error or ErrClosed.
+func (r *readiness) mark() { r.once.Do(func() { close(r.ch) }) }
+
+// Ready returns a channel that is closed once the database being served is
+// resident in memory (the first warmup pass is done, or there is nothing
+// to warm: Options.InMemory, Mlock, WarmupOff) and the hot set of
+// Options.HotSetFile, if any, is cached. It stays closed: a reload swaps
+// in only a database that is ready. Close closes it too (Lookup then
+// returns ErrClosed).
+func (c *Cache[T]) Ready() <-chan struct{} { return c.ready.ch }
+
+// WaitReady blocks until Ready is closed or ctx is done, and returns nil,
+// ctx's error, or ErrClosed if the cache is closed.
 func (c *Cache[T]) WaitReady(ctx context.Context) error {
-	g := c.cur.Load()
-	if g == nil {
-		return ErrClosed
-	}
 	select {
-	case <-g.warm.ready:
+	case <-c.ready.ch:
 		if c.cur.Load() == nil {
 			return ErrClosed
 		}
 		return nil
-	case <-g.closed:
-		return ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -265,30 +280,15 @@ func (c *Cache[T]) Warm(ctx context.Context) error {
 		return err
 	}
 	defer g.exit(u)
-	if !g.m.mapped {
-		g.warm.markReady()
-		return nil
-	}
-	ctx, cancel := cancelOn(ctx, g.closed)
-	defer cancel()
-	if err := g.warm.pass(ctx); err != nil {
-		return err
-	}
-	g.warm.markReady()
-	return nil
-}
-
-// cancelOn returns a context that is also cancelled when done is closed.
-func cancelOn(ctx context.Context, done <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		select {
-		case <-done:
-			cancel()
-		case <-ctx.Done():
+	if g.m.mapped {
+		ctx, cancel := g.within(ctx)
+		defer cancel()
+		if err := g.warm.pass(ctx); err != nil {
+			return err
 		}
-	}()
-	return ctx, cancel
+	}
+	c.ready.mark()
+	return nil
 }
 
 // Residency returns the fraction of the database file's pages that are in
@@ -316,7 +316,7 @@ func (c *Cache[T]) ReadyHandler() http.Handler {
 			return
 		}
 		select {
-		case <-g.warm.ready:
+		case <-c.ready.ch:
 			fmt.Fprintln(w, "ready")
 		default:
 			st := g.warm.stats()

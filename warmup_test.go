@@ -158,8 +158,7 @@ func TestCloseMidWarmup(t *testing.T) {
 
 func TestWaitReadyContext(t *testing.T) {
 	c := openCity(t, &Options{Warmup: WarmupOff})
-	g := c.cur.Load()
-	g.warm = newWarmer(g.m.data, 0) // a warmup that never ends
+	c.ready = newReadiness() // a warmup that never ends
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if err := c.WaitReady(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -169,8 +168,7 @@ func TestWaitReadyContext(t *testing.T) {
 
 func TestReadyHandler(t *testing.T) {
 	c := openCity(t, &Options{Warmup: WarmupOff})
-	g := c.cur.Load()
-	g.warm = newWarmer(g.m.data, 0)
+	c.ready = newReadiness() // warming
 	h := c.ReadyHandler()
 	probe := func() int {
 		rec := httptest.NewRecorder()
@@ -180,7 +178,7 @@ func TestReadyHandler(t *testing.T) {
 	if code := probe(); code != http.StatusServiceUnavailable {
 		t.Errorf("warming: %d", code)
 	}
-	g.warm.markReady()
+	c.ready.mark()
 	if code := probe(); code != http.StatusOK {
 		t.Errorf("ready: %d", code)
 	}

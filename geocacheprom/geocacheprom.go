@@ -36,7 +36,10 @@ type Options struct {
 
 // Phases are the values of the phase label of <namespace>_warmup_phase,
 // which is 1 for the phase the warmup is in and 0 for the others.
-var Phases = []string{"off", "tree", "data", "hotset", "done", "stopped"}
+var Phases = []string{
+	string(geocache.PhaseOff), string(geocache.PhaseTree), string(geocache.PhaseData),
+	string(geocache.PhaseHotSet), string(geocache.PhaseDone), string(geocache.PhaseStopped),
+}
 
 // Collector is a prometheus.Collector over one cache. It is safe for
 // concurrent scrapes.
@@ -125,7 +128,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.warmTotal, float64(st.Warmup.Total))
 	for _, p := range Phases {
 		v := 0.0
-		if p == st.Warmup.Phase {
+		if p == string(st.Warmup.Phase) {
 			v = 1
 		}
 		gauge(c.warmPhase, v, p)

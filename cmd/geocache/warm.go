@@ -61,7 +61,7 @@ func warm(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case <-t.C:
 			st := c.Stats().Warmup
-			bar.Describe("pre-faulting " + st.Phase)
+			bar.Describe("pre-faulting " + st.Phase.String())
 			bar.Set64(st.Bytes)
 		}
 	}
