@@ -269,10 +269,20 @@ func (c *Cache[T]) loadHotSet(ctx context.Context, g *generation[T], path string
 	}
 }
 
-// saveHotSet writes the hot set to path atomically (a temporary file
-// renamed over it), so a crash mid-write leaves the previous file.
-func (c *Cache[T]) saveHotSet(path string) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+// saveHotSet writes the hot set to path, atomically and durably.
+func (c *Cache[T]) saveHotSet(path string) error {
+	return writeFileAtomic(path, c.SaveHotSet, (*os.File).Sync)
+}
+
+// writeFileAtomic writes a file at path with write, so that a crash at any
+// moment leaves either the previous file or the whole new one: it writes a
+// temporary file beside path, syncs it (else the rename can reach the disk
+// before the data, leaving an empty or partial file after a power loss),
+// renames it over path, and syncs the directory (else the rename itself
+// can be lost). sync is (*os.File).Sync.
+func writeFileAtomic(path string, write func(io.Writer) error, sync func(*os.File) error) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
@@ -282,11 +292,22 @@ func (c *Cache[T]) saveHotSet(path string) (err error) {
 			os.Remove(f.Name())
 		}
 	}()
-	if err := c.SaveHotSet(f); err != nil {
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := sync(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return sync(d)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
@@ -259,4 +261,42 @@ func FuzzReadHotSet(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The hot-set file is written durably: the temporary file is synced before
+// it is renamed over the old file, and the directory after, so a power
+// loss leaves the old file or the whole new one.
+func TestWriteFileAtomicSyncs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hotset")
+	os.WriteFile(path, []byte("old"), 0o644)
+	var synced []string
+	sync := func(f *os.File) error {
+		got, _ := os.ReadFile(path)
+		synced = append(synced, fmt.Sprintf("%s with %s at path", filepath.Base(f.Name()), got))
+		return f.Sync()
+	}
+	write := func(w io.Writer) error { _, err := io.WriteString(w, "new"); return err }
+	if err := writeFileAtomic(path, write, sync); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 2 || !strings.HasPrefix(synced[0], "hotset.") || !strings.HasSuffix(synced[0], "with old at path") ||
+		synced[1] != filepath.Base(dir)+" with new at path" {
+		t.Fatalf("syncs: %q; want the temporary file before the rename, then the directory", synced)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "new" {
+		t.Fatalf("file holds %q", got)
+	}
+	// A failed sync leaves the old file and no temporary one.
+	failing := func(*os.File) error { return errors.New("disk on fire") }
+	os.WriteFile(path, []byte("old"), 0o644)
+	if err := writeFileAtomic(path, write, failing); err == nil {
+		t.Fatal("a failed sync was not reported")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Fatalf("after a failed sync the file holds %q", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
 }

@@ -27,6 +27,16 @@ type mapping struct {
 
 // load maps (or, with inMemory or where mmap is unavailable, reads) the file.
 func load(path string, inMemory bool) (*mapping, error) {
+	mmap := mmapFile
+	if inMemory {
+		mmap = nil
+	}
+	return loadWith(path, mmap)
+}
+
+// loadWith maps the file at path with mmap (nil: reads it into memory),
+// and reads it instead when mmap fails with errors.ErrUnsupported.
+func loadWith(path string, mmap func(*os.File, int) ([]byte, error)) (*mapping, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("geocache: %w", err)
@@ -43,13 +53,13 @@ func load(path string, inMemory bool) (*mapping, error) {
 	if int64(int(size)) != size {
 		return nil, fmt.Errorf("geocache: open %s: file too large", path)
 	}
-	if !inMemory {
-		data, err := mmapFile(f, int(size))
+	if mmap != nil {
+		data, err := mmap(f, int(size))
 		if err == nil {
 			return &mapping{data: data, mapped: true, path: path}, nil
 		}
 		if !errors.Is(err, errors.ErrUnsupported) {
-			return nil, fmt.Errorf("geocache: mmap %s: %w", path, err)
+			return nil, fmt.Errorf("geocache: %s: %w", path, err)
 		}
 	}
 	data := make([]byte, size)

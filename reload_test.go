@@ -144,27 +144,42 @@ func TestReloadStress(t *testing.T) {
 	}
 }
 
-// Close racing a reload: no deadlock, no leak.
+// Close while a reload is under way: the reload (looking a hot set up,
+// paced to take far longer than the test waits) is cancelled and returns
+// ErrClosed, Close returns promptly, and neither database stays mapped nor
+// leaves a goroutine. The reload is known to be under way when its file
+// shows in /proc/self/maps beside the serving one.
 func TestCloseDuringReload(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	path := bigDB(t)
-	for range 5 {
-		c, err := Open[any](path, nil)
-		if err != nil {
-			t.Fatal(err)
+	path := genDB(t, mmdbtest.Spec{Seed: 9, Networks: 20_000})
+	other := rebuiltCopy(t, path)
+	addrs := sampleAddrs(1, workload.Networks(readBytes(t, path)), 5000, true)
+	for range 3 {
+		c := mustOpen[any](t, path, &Options{ReloadCPU: 0.001})
+		for _, a := range addrs {
+			c.Lookup(a)
 		}
-		done := make(chan error)
-		go func() { done <- c.Reload("") }()
-		time.Sleep(time.Millisecond)
+		waitCache(c)
+		done := make(chan error, 1)
+		go func() { done <- c.Reload(other) }()
+		for deadline := time.Now().Add(30 * time.Second); !mapped(t, other); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the reload never mapped its file")
+			}
+		}
+		start := time.Now()
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-done; err != nil && !errors.Is(err, ErrClosed) {
-			t.Errorf("Reload racing Close: %v", err)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("Close waited %v for the reload", took)
 		}
-	}
-	if mapped(t, path) {
-		t.Error("still mapped after Close")
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Errorf("Reload cut short by Close: %v, want ErrClosed", err)
+		}
+		if mapped(t, path) || mapped(t, other) {
+			t.Fatal("a database is still mapped after Close")
+		}
 	}
 }
 

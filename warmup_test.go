@@ -3,11 +3,17 @@
 package geocache
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,20 +226,6 @@ func TestKeepWarm(t *testing.T) {
 
 func TestMlock(t *testing.T) {
 	path := bigDB(t)
-	if os.Geteuid() != 0 {
-		var lim unix.Rlimit
-		unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim)
-		old := lim
-		lim.Cur = 4096
-		if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err == nil {
-			_, err := Open[any](path, &Options{Mlock: true})
-			unix.Setrlimit(unix.RLIMIT_MEMLOCK, &old)
-			var me *MlockError
-			if !errors.As(err, &me) || me.Limit != 4096 {
-				t.Errorf("low RLIMIT_MEMLOCK: %v", err)
-			}
-		}
-	}
 	evict(t, path)
 	c, err := Open[any](path, &Options{Mlock: true})
 	if err != nil {
@@ -246,5 +238,75 @@ func TestMlock(t *testing.T) {
 	defer c.Close()
 	if r, _ := c.Residency(); r != 1 {
 		t.Errorf("locked mapping %v resident", r)
+	}
+}
+
+// With RLIMIT_MEMLOCK below the file's size, Open with Mlock fails with an
+// *MlockError that gives the size and the limit. The limit binds only a
+// process without CAP_IPC_LOCK, so the check runs in a child process of
+// this test binary, as the user nobody when the test runs as root.
+func TestMlockError(t *testing.T) {
+	const limit = 4096
+	if path := os.Getenv("GEOCACHE_MLOCK_CHILD"); path != "" {
+		lim := unix.Rlimit{Cur: limit, Max: limit}
+		if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Open[any](path, &Options{Mlock: true})
+		var me *MlockError
+		if !errors.As(err, &me) || me.Limit != limit || me.Size != int64(len(mustRead(t, path))) ||
+			!strings.Contains(err.Error(), "RLIMIT_MEMLOCK 4096") {
+			t.Fatalf("Open with Mlock under a %d-byte limit: %v", limit, err)
+		}
+		fmt.Println("child:", err)
+		return
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // for nobody
+	path := filepath.Join(dir, "db.mmdb")
+	os.WriteFile(path, mustRead(t, bigDB(t)), 0o644)
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestMlockError$", "-test.v")
+	cmd.Env = append(os.Environ(), "GEOCACHE_MLOCK_CHILD="+path)
+	if os.Geteuid() == 0 {
+		// The child runs a copy of this binary that nobody may execute.
+		if err := os.WriteFile(filepath.Join(dir, "test.bin"), mustRead(t, bin), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for d := dir; d != filepath.Dir(d) && strings.HasPrefix(d, os.TempDir()); d = filepath.Dir(d) {
+			os.Chmod(d, 0o755)
+		}
+		cmd.Path, cmd.Dir = filepath.Join(dir, "test.bin"), dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "child: geocache: mlock") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out))
+}
+
+// A filesystem that cannot map files (mmap answers ENODEV: FUSE with
+// direct I/O, some network filesystems) gets the file read into memory, as
+// maxminddb.Open does; any other mmap error fails.
+func TestMmapUnsupportedReadsTheFile(t *testing.T) {
+	path := genDB(t, mmdbtest.Spec{Seed: 3, Networks: 2000})
+	enodev := func(*os.File, int) ([]byte, error) { return nil, mmapError(unix.ENODEV) }
+	m, err := loadWith(path, enodev)
+	if err != nil {
+		t.Fatalf("ENODEV: %v", err)
+	}
+	if m.mapped || !bytes.Equal(m.data, mustRead(t, path)) {
+		t.Fatalf("ENODEV: mapped %v, %d bytes", m.mapped, len(m.data))
+	}
+	eacces := func(*os.File, int) ([]byte, error) { return nil, mmapError(unix.EACCES) }
+	if _, err := loadWith(path, eacces); !errors.Is(err, unix.EACCES) {
+		t.Fatalf("EACCES: %v", err)
+	}
+	if err := mmapError(unix.ENODEV); !errors.Is(err, errors.ErrUnsupported) || !errors.Is(err, unix.ENODEV) {
+		t.Fatalf("mmapError(ENODEV) = %v", err)
 	}
 }
