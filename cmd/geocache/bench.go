@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
-	"image/color"
 	"io"
 	"math"
 	"net/netip"
@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,12 +21,6 @@ import (
 	"github.com/oschwald/geoip2-golang/v2"
 	"github.com/oschwald/maxminddb-golang/v2"
 	"github.com/schollz/progressbar/v3"
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-	"gonum.org/v1/plot/vg/vgsvg"
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/workload"
@@ -38,12 +32,12 @@ import (
 // internal/workload, with 1 and N goroutines. Each variant runs twice:
 // untimed lookups for throughput and allocations, then lookups timed one
 // by one into an HDR histogram for the percentiles (these include the
-// clock's own cost, printed in the header).
+// clock's own cost, printed in the header). -json writes the rows with
+// their percentiles for plotting.
 
 type benchImpl struct {
-	name  string
-	open  func(path string, primeWith []netip.Addr) (lookup func(netip.Addr) bool, hits func() (uint64, uint64), done func(), err error)
-	color color.Color
+	name string
+	open func(path string, primeWith []netip.Addr) (lookup func(netip.Addr) bool, hits func() (uint64, uint64), done func(), err error)
 }
 
 func benchImpls(maxCost int64) []benchImpl {
@@ -54,7 +48,7 @@ func benchImpls(maxCost int64) []benchImpl {
 				return nil, nil, nil, err
 			}
 			return func(a netip.Addr) bool { _, err := r.City(a); return err == nil }, nil, func() { r.Close() }, nil
-		}, color.RGBA{R: 220, G: 50, B: 47, A: 255}},
+		}},
 		{"maxminddb", func(path string, _ []netip.Addr) (func(netip.Addr) bool, func() (uint64, uint64), func(), error) {
 			r, err := maxminddb.Open(path)
 			if err != nil {
@@ -64,7 +58,7 @@ func benchImpls(maxCost int64) []benchImpl {
 				var c geoip2.City
 				return r.Lookup(a).Decode(&c) == nil
 			}, nil, func() { r.Close() }, nil
-		}, color.RGBA{R: 181, G: 137, B: 0, A: 255}},
+		}},
 		{"geocache", func(path string, prime []netip.Addr) (func(netip.Addr) bool, func() (uint64, uint64), func(), error) {
 			c, err := geocache.Open[geoip2.City](path, &geocache.Options{MaxCost: maxCost, Warmup: geocache.WarmupWait})
 			if err != nil {
@@ -78,7 +72,7 @@ func benchImpls(maxCost int64) []benchImpl {
 			return func(a netip.Addr) bool { _, err := c.Lookup(a); return err == nil },
 				func() (uint64, uint64) { st := c.Stats(); return st.Hits, st.Misses },
 				func() { c.Close() }, nil
-		}, color.RGBA{R: 38, G: 139, B: 210, A: 255}},
+		}},
 	}
 }
 
@@ -88,7 +82,6 @@ type benchRow struct {
 	nsPerOp, opsPerS  float64
 	allocsPerOp, hitP float64 // hitP < 0: not a cache
 	hist              *hdrhistogram.Histogram
-	color             color.Color
 }
 
 func benchCmd(args []string, stdout, stderr io.Writer) int {
@@ -100,15 +93,11 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	par := fs.Int("goroutines", runtime.GOMAXPROCS(0), "goroutines of the parallel runs")
 	maxCost := fs.Int64("maxcost", geocache.DefaultMaxCost, "geocache's budget in bytes")
 	streamLen := fs.Int("stream", 1<<20, "addresses per stream (rounded up to a power of two)")
-	cold := fs.Bool("cold", false, "then run the cold-start comparison (geocache coldstart; Linux)")
-	plotPath := fs.String("plot", "", "write latency percentiles per variant to FILE (.svg or .png)")
+	jsonPath := fs.String("json", "", "also write the rows, with latency percentiles, to FILE as JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintf(stderr, "geocache bench: %v\n", err); return 1 }
-	if ext := strings.ToLower(filepath.Ext(*plotPath)); *plotPath != "" && ext != ".svg" && ext != ".png" {
-		return fail(fmt.Errorf("-plot %s: want a .svg or .png file", *plotPath))
-	}
 	path := *db
 	if path == "" {
 		dir, err := os.MkdirTemp("", "geocache-bench-")
@@ -158,7 +147,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 				return fail(err)
 			}
 			for _, g := range gs {
-				row := benchRow{stream: s.name, impl: im.name, goroutines: g, hitP: -1, color: im.color}
+				row := benchRow{stream: s.name, impl: im.name, goroutines: g, hitP: -1}
 				var h0, m0 uint64
 				if hits != nil {
 					h0, m0 = hits()
@@ -180,17 +169,50 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	bar.Finish()
 	printBench(stdout, rows)
-	if *plotPath != "" {
-		title := fmt.Sprintf("%s, GOMAXPROCS=%d", filepath.Base(path), runtime.GOMAXPROCS(0))
-		if err := plotPercentiles(*plotPath, title, rows); err != nil {
+	if *jsonPath != "" {
+		if err := writeBenchJSON(*jsonPath, filepath.Base(path), rows); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "\nPlot: %s\n", *plotPath)
-	}
-	if *cold {
-		return coldstart([]string{"-db", path}, stdout, stderr)
 	}
 	return 0
+}
+
+// BenchFile is what -json writes: the run and its rows, each with its
+// latency percentiles (ns, keyed by percentile).
+type BenchFile struct {
+	Database   string     `json:"database"`
+	GOMAXPROCS int        `json:"gomaxprocs"`
+	Rows       []BenchRow `json:"rows"`
+}
+
+type BenchRow struct {
+	Stream       string             `json:"stream"`
+	Impl         string             `json:"impl"`
+	Goroutines   int                `json:"goroutines"`
+	NsPerOp      float64            `json:"ns_per_op"`
+	AllocsPerOp  float64            `json:"allocs_per_op"`
+	HitPct       float64            `json:"hit_pct"` // -1: not a cache
+	PercentileNs map[string]float64 `json:"percentile_ns"`
+}
+
+// jsonQuantiles are the percentiles -json writes.
+var jsonQuantiles = []float64{50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99}
+
+func writeBenchJSON(path, db string, rows []benchRow) error {
+	out := BenchFile{Database: db, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	for _, r := range rows {
+		row := BenchRow{Stream: r.stream, Impl: r.impl, Goroutines: r.goroutines, NsPerOp: r.nsPerOp,
+			AllocsPerOp: r.allocsPerOp, HitPct: r.hitP, PercentileNs: map[string]float64{}}
+		for _, q := range jsonQuantiles {
+			row.PercentileNs[strconv.FormatFloat(q, 'g', -1, 64)] = float64(r.hist.ValueAtQuantile(q))
+		}
+		out.Rows = append(out.Rows, row)
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // throughput looks stream up on g goroutines for d, untimed per lookup,
@@ -293,78 +315,3 @@ func si(v float64) string {
 	}
 	return fmt.Sprintf("%.0f", v)
 }
-
-// percentiles drawn, as "nines": x = -log10(1 - p/100).
-var plotQuantiles = []float64{50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99}
-
-// plotPercentiles draws one panel per stream: lookup latency (log scale)
-// against percentile, one line per variant, dashed for N goroutines.
-func plotPercentiles(path, title string, rows []benchRow) error {
-	var names []string
-	for _, r := range rows {
-		if !slices.Contains(names, r.stream) {
-			names = append(names, r.stream)
-		}
-	}
-	panels := make([][]*plot.Plot, 1)
-	for _, stream := range names {
-		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s stream: %s", stream, title)
-		p.X.Label.Text = "percentile"
-		p.Y.Label.Text = "latency per lookup (ns, log scale)"
-		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: 0}
-		var ticks []plot.Tick
-		for _, q := range []float64{50, 90, 99, 99.9, 99.99} {
-			ticks = append(ticks, plot.Tick{Value: nines(q), Label: strings.TrimSuffix(fmt.Sprintf("%g", q), ".0") + "%"})
-		}
-		p.X.Tick.Marker = plot.ConstantTicks(ticks)
-		p.Legend.Top, p.Legend.Left = true, true
-		for _, r := range rows {
-			if r.stream != stream {
-				continue
-			}
-			var pts plotter.XYs
-			for _, q := range plotQuantiles {
-				pts = append(pts, plotter.XY{X: nines(q), Y: float64(max(r.hist.ValueAtQuantile(q), 1))})
-			}
-			l, err := plotter.NewLine(pts)
-			if err != nil {
-				return err
-			}
-			l.Color, l.Width = r.color, vg.Points(1.5)
-			if r.goroutines > 1 {
-				l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-			}
-			p.Add(l)
-			p.Legend.Add(fmt.Sprintf("%s, %d goroutine(s)", r.impl, r.goroutines), l)
-		}
-		panels[0] = append(panels[0], p)
-	}
-	w, h := vg.Length(len(panels[0]))*6*vg.Inch, 4.5*vg.Inch
-	var c vg.CanvasWriterTo
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".svg":
-		c = vgsvg.New(w, h)
-	case ".png":
-		c = vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
-	default:
-		return fmt.Errorf("-plot %s: want a .svg or .png file", path)
-	}
-	dc := draw.New(c)
-	tiles := draw.Tiles{Rows: 1, Cols: len(panels[0]), PadX: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 2}
-	for j, cv := range plot.Align(panels, tiles, dc)[0] {
-		panels[0][j].Draw(cv)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := c.WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func nines(q float64) float64 { return -math.Log10(1 - q/100) }

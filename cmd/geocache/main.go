@@ -33,17 +33,9 @@ var defaultDB []byte
 
 const usage = `usage:
   geocache lookup [-db PATH] IP...   look addresses up; "-" reads them from stdin, one per line
-  geocache bench [-db PATH] [-time 1s] [-goroutines N] [-maxcost BYTES] [-cold] [-plot FILE.svg]
-                                     geoip2 vs maxminddb vs geocache: ns/op, allocs, hit ratio, latency percentiles
-  geocache adversarial [-db PATH] [-n 10000000] [-maxcost BYTES]
-                                     never-repeating addresses: cost vs budget, heap and RSS over time
   geocache warm [-db PATH]           pre-fault the database, with progress and residency before and after
-  geocache soak -db PATH [-duration 5m] [-keepwarm 10s]
-                                     residency and major faults under light traffic after warmup
-  geocache coldstart -db PATH [-fuse-delay 10ms] [-disk-lookups 200000] [-plot FILE.png]
-                                     page-fault cost on slow storage and on disk, with and without warmup
-  geocache slowfs [-delay 10ms] SRC MNT
-                                     serve SRC at MNT through FUSE, every read delayed (coldstart uses it)
+  geocache bench [-db PATH] [-time 1s] [-goroutines N] [-maxcost BYTES] [-json FILE]
+                                     geoip2 vs maxminddb vs geocache: ns/op, allocs, hit ratio, latency percentiles
 `
 
 func main() {
@@ -61,16 +53,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return lookup(args[1:], stdin, stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
-	case "adversarial":
-		return adversarial(args[1:], stdout, stderr)
 	case "warm":
 		return warm(args[1:], stdout, stderr)
-	case "soak":
-		return soak(args[1:], stdout, stderr)
-	case "coldstart":
-		return coldstart(args[1:], stdout, stderr)
-	case "slowfs":
-		return serveSlowfs(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0

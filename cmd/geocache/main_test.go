@@ -211,11 +211,11 @@ func TestLookupBadInput(t *testing.T) {
 }
 
 // bench on the embedded database: a row per stream, goroutine count and
-// implementation, and a chart.
+// implementation, and the same rows as JSON.
 func TestBench(t *testing.T) {
 	var out, errb bytes.Buffer
-	svg := filepath.Join(t.TempDir(), "p.svg")
-	code := run([]string{"bench", "-time", "20ms", "-latency-lookups", "500", "-stream", "1024", "-goroutines", "2", "-plot", svg}, nil, &out, &errb)
+	file := filepath.Join(t.TempDir(), "bench.json")
+	code := run([]string{"bench", "-time", "20ms", "-latency-lookups", "500", "-stream", "1024", "-goroutines", "2", "-json", file}, nil, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -234,26 +234,15 @@ func TestBench(t *testing.T) {
 	if !strings.Contains(out.String(), "| zipf | 1 | geocache |") {
 		t.Errorf("no geocache row:\n%s", out.String())
 	}
-	if b, err := os.ReadFile(svg); err != nil || !bytes.Contains(b, []byte("<svg")) {
-		t.Errorf("plot: %v", err)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if code := run([]string{"bench", "-plot", "x.gif", "-time", "1ms", "-latency-lookups", "1", "-stream", "1024"}, nil, &out, &errb); code != 1 {
-		t.Errorf("bad -plot extension: exit %d", code)
+	var f BenchFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
 	}
-}
-
-// adversarial on the embedded database: the report rows, and the budget
-// check passing.
-func TestAdversarial(t *testing.T) {
-	var out, errb bytes.Buffer
-	code := run([]string{"adversarial", "-n", "30000", "-every", "10000", "-maxcost", "2000000"}, nil, &out, &errb)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errb.String())
-	}
-	if n := strings.Count(out.String(), "\n| "); n != 3+1 { // header + 3 rows
-		t.Errorf("%d table lines:\n%s", n, out.String())
-	}
-	if !strings.Contains(out.String(), "Cost stayed within the budget") {
-		t.Errorf("no verdict:\n%s", out.String())
+	if len(f.Rows) != rows || f.Rows[0].PercentileNs["99.9"] <= 0 || f.Rows[0].NsPerOp <= 0 {
+		t.Errorf("JSON rows: %+v", f)
 	}
 }

@@ -57,24 +57,22 @@ func (a *attack) mix() uint64 {
 func adversarial(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("adversarial", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", "", "MaxMind DB file (default: the embedded test database)")
+	db := fs.String("db", "", "MaxMind DB file (required)")
 	n := fs.Int("n", 10_000_000, "lookups")
 	every := fs.Int("every", 1_000_000, "report every this many lookups")
 	maxCost := fs.Int64("maxcost", geocache.DefaultMaxCost, "geocache's budget in bytes")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	fail := func(err error) int { fmt.Fprintf(stderr, "geocache adversarial: %v\n", err); return 1 }
+	fail := func(err error) int { fmt.Fprintf(stderr, "geocache-lab adversarial: %v\n", err); return 1 }
 
 	// The bare reader on the first interval's addresses: the miss path's
 	// reference speed.
-	var r *maxminddb.Reader
-	var err error
 	if *db == "" {
-		r, err = maxminddb.OpenBytes(defaultDB)
-	} else {
-		r, err = maxminddb.Open(*db)
+		fmt.Fprintln(stderr, "geocache-lab adversarial: -db is required")
+		return 2
 	}
+	r, err := maxminddb.Open(*db)
 	if err != nil {
 		return fail(err)
 	}
@@ -90,7 +88,7 @@ func adversarial(args []string, stdout, stderr io.Writer) int {
 
 	runtime.GC()
 	heap0 := heapInUse()
-	c, err := openDB[geoip2.City](*db, &geocache.Options{MaxCost: *maxCost, Warmup: geocache.WarmupWait})
+	c, err := geocache.Open[geoip2.City](*db, &geocache.Options{MaxCost: *maxCost, Warmup: geocache.WarmupWait})
 	if err != nil {
 		return fail(err)
 	}

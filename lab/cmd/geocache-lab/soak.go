@@ -31,19 +31,19 @@ func soak(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *db == "" {
-		fmt.Fprintln(stderr, "geocache soak: -db is required")
+		fmt.Fprintln(stderr, "geocache-lab soak: -db is required")
 		return 2
 	}
 	// A small budget: most lookups miss and read the mapping, as the
 	// long tail of real traffic does.
 	c, err := geocache.Open[any](*db, &geocache.Options{MaxCost: 1 << 20, KeepWarm: *keep})
 	if err != nil {
-		fmt.Fprintf(stderr, "geocache soak: %v\n", err)
+		fmt.Fprintf(stderr, "geocache-lab soak: %v\n", err)
 		return 1
 	}
 	defer c.Close()
 	if err := c.WaitReady(context.Background()); err != nil {
-		fmt.Fprintf(stderr, "geocache soak: %v\n", err)
+		fmt.Fprintf(stderr, "geocache-lab soak: %v\n", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "# soak %s keepwarm=%v rate=%d/s, warmed in %v\n", *db, *keep, *rate, c.Stats().Warmup.Elapsed.Round(time.Millisecond))

@@ -14,6 +14,6 @@ func soak(_ []string, _, stderr io.Writer) int        { return linuxOnly("soak",
 func serveSlowfs(_ []string, _, stderr io.Writer) int { return linuxOnly("slowfs", stderr) }
 
 func linuxOnly(cmd string, stderr io.Writer) int {
-	fmt.Fprintf(stderr, "geocache %s: Linux only\n", cmd)
+	fmt.Fprintf(stderr, "geocache-lab %s: Linux only\n", cmd)
 	return 2
 }

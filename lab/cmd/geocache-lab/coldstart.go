@@ -24,7 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/geocache/geocache"
-	"github.com/geocache/geocache/internal/slowfs"
+	"github.com/geocache/geocache/lab/internal/slowfs"
 )
 
 // serveSlowfs is the FUSE server coldstart runs in a child process (see
@@ -34,12 +34,12 @@ func serveSlowfs(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	delay := fs.Duration("delay", 10*time.Millisecond, "latency added to every read")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 2 {
-		fmt.Fprintln(stderr, "usage: geocache slowfs [-delay 10ms] SRC MNT")
+		fmt.Fprintln(stderr, "usage: geocache-lab slowfs [-delay 10ms] SRC MNT")
 		return 2
 	}
 	srv, err := slowfs.Mount(fs.Arg(0), fs.Arg(1), *delay)
 	if err != nil {
-		fmt.Fprintf(stderr, "geocache slowfs: %v\n", err)
+		fmt.Fprintf(stderr, "geocache-lab slowfs: %v\n", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, "mounted")
@@ -66,15 +66,15 @@ func coldstart(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *db == "" {
-		fmt.Fprintln(stderr, "geocache coldstart: -db is required")
+		fmt.Fprintln(stderr, "geocache-lab coldstart: -db is required")
 		return 2
 	}
 	runtime.GOMAXPROCS(2) // the setting where a few faults stall everything
 	if *delay > 0 {
 		if err := slowStorage(*db, *delay, *goroutines, *perG, *plot, stdout); err != nil {
-			fmt.Fprintf(stderr, "geocache coldstart: slow storage: %v\n", err)
+			fmt.Fprintf(stderr, "geocache-lab coldstart: slow storage: %v\n", err)
 			if !slowfs.Available() {
-				fmt.Fprintln(stderr, "geocache coldstart: FUSE unavailable here (needs /dev/fuse and root); skipped")
+				fmt.Fprintln(stderr, "geocache-lab coldstart: FUSE unavailable here (needs /dev/fuse and root); skipped")
 			} else {
 				return 1
 			}
@@ -82,7 +82,7 @@ func coldstart(args []string, stdout, stderr io.Writer) int {
 	}
 	if *diskN > 0 {
 		if err := realDisk(*db, *diskN, stdout); err != nil {
-			fmt.Fprintf(stderr, "geocache coldstart: real disk: %v\n", err)
+			fmt.Fprintf(stderr, "geocache-lab coldstart: real disk: %v\n", err)
 			return 1
 		}
 	}
