@@ -3,9 +3,9 @@ package geocache
 import (
 	"context"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"os"
-	"math/bits"
 	"path/filepath"
 	"strings"
 	"sync"
