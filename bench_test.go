@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,23 +22,33 @@ import (
 )
 
 // Benchmarks run on the database at GEOCACHE_MMDB (the real GeoLite2-City
-// for the published figures) or else on a generated one, over two seeded
+// for the published figures) or else on a generated one, over seeded
 // streams of 2^20 addresses:
 //
 //   - zipf: networks of the database drawn with Zipf s=1.1 (a random
 //     permutation ranks them), a random address inside each: the skew of
-//     real traffic.
+//     real traffic. Caches are primed with it, so the stream replays.
+//   - fresh: new draws from the same ranking, after priming with 2^21
+//     other draws: the steady state of traffic with a long tail, where
+//     networks never seen before keep coming.
 //   - uniform: uniformly random IPv4 addresses, each in a different /24
-//     block: a miss-heavy stream.
+//     block: every lookup a miss.
+//   - flood: addresses that never repeat (workload.Flood), against a cache
+//     filled by the zipf stream.
 //
-// Compare variants with benchstat; the README has the commands.
+// Every benchmark runs its references in the same run: geoip2-golang's
+// City and a bare maxminddb Lookup+Decode into a fresh record (what a miss
+// must do anyway), and map24 for hits: a prebuilt Go map from each /24
+// (IPv4) or /48 (IPv6) block of the zipf stream to its record, the fastest
+// structure that holds the same data. Compare with benchstat -col /impl;
+// docs/measurements.md has the commands.
 
 const streamLen = 1 << 20
 
 type benchData struct {
-	path    string
-	zipf    []netip.Addr
-	uniform []netip.Addr
+	path                 string
+	zipf, prime, uniform []netip.Addr
+	ranking              *workload.Ranking
 }
 
 var (
@@ -69,6 +80,8 @@ func loadBench(b *testing.B) *benchData {
 		nets := workload.Networks(r)
 		bench.path = path
 		bench.zipf = workload.Zipf(nets, streamLen, 42)
+		bench.ranking = workload.Popularity(nets, 42)
+		bench.prime = bench.ranking.Draw(2*streamLen, 43)
 		bench.uniform = workload.Uniform(streamLen, 42)
 	})
 	if bench.path == "" {
@@ -80,13 +93,17 @@ func loadBench(b *testing.B) *benchData {
 // lookupFunc looks one address up; variants differ in what they call.
 type lookupFunc func(netip.Addr) bool
 
+// A variant opens an implementation and primes it (caches only) with the
+// stream's priming traffic.
 type variant struct {
 	name string
-	open func(b *testing.B, d *benchData, stream []netip.Addr) (lookupFunc, func())
+	open func(b *testing.B, d *benchData, prime []netip.Addr) (lookupFunc, func())
 }
 
-var variants = []variant{
-	{"impl=geoip2", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
+const hotSetBudget = 512 << 20 // holds the whole hot set of GeoLite2-City's zipf stream
+
+var (
+	geoip2Variant = variant{"impl=geoip2", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
 		r, err := geoip2.Open(d.path)
 		if err != nil {
 			b.Fatal(err)
@@ -95,8 +112,8 @@ var variants = []variant{
 			_, err := r.City(a)
 			return err == nil
 		}, func() { r.Close() }
-	}},
-	{"impl=maxminddb", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
+	}}
+	maxminddbVariant = variant{"impl=maxminddb", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
 		r, err := maxminddb.Open(d.path)
 		if err != nil {
 			b.Fatal(err)
@@ -105,25 +122,55 @@ var variants = []variant{
 			var c geoip2.City
 			return r.Lookup(a).Decode(&c) == nil
 		}, func() { r.Close() }
-	}},
-	// Primed with one pass over the stream, at the default 64 MiB budget
-	// and at 512 MiB, which holds the whole hot set of GeoLite2-City's
-	// stream (175k networks, 85k records, ~250 MB accounted).
-	{"impl=geocache", func(b *testing.B, d *benchData, stream []netip.Addr) (lookupFunc, func()) {
-		return openGeocache(b, d, stream, nil)
-	}},
-	{"impl=geocache-512MiB", func(b *testing.B, d *benchData, stream []netip.Addr) (lookupFunc, func()) {
-		return openGeocache(b, d, stream, &Options{MaxCost: 512 << 20})
-	}},
-	// Every lookup a miss (nearly): a 1 MiB budget against a stream of
-	// distinct /24 blocks.
-	{"impl=geocache-miss", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
-		return openGeocache(b, d, nil, &Options{MaxCost: 1 << 20})
-	}},
+	}}
+	map24Variant = variant{"impl=map24", func(b *testing.B, d *benchData, prime []netip.Addr) (lookupFunc, func()) {
+		m4, m6 := prebuiltMaps(b, d.path, prime)
+		return func(a netip.Addr) bool {
+			if a.Is4() {
+				return m4[addr4(a)>>8] != nil
+			}
+			hi, _ := addr6(a)
+			return m6[hi>>16] != nil
+		}, func() {}
+	}}
+	geocacheVariant = func(name string, budget int64) variant {
+		return variant{name, func(b *testing.B, d *benchData, prime []netip.Addr) (lookupFunc, func()) {
+			return openGeocache(b, d, prime, &Options{MaxCost: budget})
+		}}
+	}
+)
+
+// prebuiltMaps maps each /24 and /48 block of stream to its decoded
+// record, one record per data offset as geocache shares them.
+func prebuiltMaps(b *testing.B, path string, stream []netip.Addr) (map[uint32]*geoip2.City, map[uint64]*geoip2.City) {
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	byOff := map[uintptr]*geoip2.City{}
+	m4, m6 := map[uint32]*geoip2.City{}, map[uint64]*geoip2.City{}
+	for _, a := range stream {
+		res := r.Lookup(a)
+		rec := byOff[res.Offset()]
+		if rec == nil {
+			rec = new(geoip2.City)
+			res.Decode(rec)
+			byOff[res.Offset()] = rec
+		}
+		if a.Is4() {
+			m4[addr4(a)>>8] = rec
+		} else {
+			hi, _ := addr6(a)
+			m6[hi>>16] = rec
+		}
+	}
+	return m4, m6
 }
 
 // primeCache looks stream up twice: the first pass fills the cache, the
-// second admits what ristretto dropped from the first's bursts.
+// second admits what ristretto dropped from the first's bursts (and, in a
+// full cache, what the doorkeeper held back on its first sighting).
 func primeCache[T any](c *Cache[T], stream []netip.Addr) {
 	for range 2 {
 		for _, a := range stream {
@@ -152,35 +199,94 @@ func openGeocache(b *testing.B, d *benchData, prime []netip.Addr, o *Options) (l
 		}
 }
 
-func streams(d *benchData) []struct {
-	name  string
-	addrs []netip.Addr
-} {
-	return []struct {
-		name  string
-		addrs []netip.Addr
-	}{{"stream=zipf", d.zipf}, {"stream=uniform", d.uniform}}
+// A scenario is a stream to measure, the traffic that primes the caches
+// first, and the variants it compares.
+type scenario struct {
+	name     string
+	prime    func(*benchData) []netip.Addr
+	variants []variant
+	// A replayed stream, read straight from memory; or gen, which returns
+	// goroutine g's stream of addresses that must not repeat (fresh
+	// draws, floods), generated as it goes.
+	stream   func(*benchData) []netip.Addr
+	gen      func(b *testing.B, d *benchData, g int) func() netip.Addr
+	parallel bool // whether BenchmarkLookupParallel runs it
+}
+
+func scenarios() []scenario {
+	zipf := func(d *benchData) []netip.Addr { return d.zipf }
+	return []scenario{
+		// Hits: the hot set cached, a replayed stream.
+		{name: "stream=zipf", prime: zipf, stream: zipf, parallel: true, variants: []variant{
+			geoip2Variant, maxminddbVariant, map24Variant,
+			geocacheVariant("impl=geocache", DefaultMaxCost), geocacheVariant("impl=geocache-hotset", hotSetBudget)}},
+		// Steady state: new draws from the same popularity, after priming
+		// with 2^21 draws. Single goroutine: the draws are made as it goes.
+		{name: "stream=fresh", prime: func(d *benchData) []netip.Addr { return d.prime }, gen: freshDraws, variants: []variant{
+			geoip2Variant, maxminddbVariant,
+			geocacheVariant("impl=geocache", DefaultMaxCost), geocacheVariant("impl=geocache-hotset", hotSetBudget)}},
+		// Misses: every address in a new network, a 1 MiB cache.
+		{name: "stream=uniform", prime: func(*benchData) []netip.Addr { return nil },
+			stream: func(d *benchData) []netip.Addr { return d.uniform }, parallel: true, variants: []variant{
+				geoip2Variant, maxminddbVariant, geocacheVariant("impl=geocache-1MiB", 1<<20)}},
+		// A flood of never-repeating addresses against a default cache full
+		// of the zipf stream.
+		{name: "stream=flood", prime: zipf, gen: flood, parallel: true, variants: []variant{
+			maxminddbVariant, geocacheVariant("impl=geocache", DefaultMaxCost)}},
+	}
+}
+
+// freshDraws yields new Zipf draws from the benchmark's ranking, a chunk
+// of 2^20 at a time (made with b's timer stopped), never the same twice.
+func freshDraws(b *testing.B, d *benchData, _ int) func() netip.Addr {
+	var chunk []netip.Addr
+	seed := uint64(1000)
+	return func() netip.Addr {
+		if len(chunk) == 0 {
+			b.StopTimer()
+			seed++
+			chunk = d.ranking.Draw(streamLen, seed)
+			b.StartTimer()
+		}
+		a := chunk[0]
+		chunk = chunk[1:]
+		return a
+	}
+}
+
+// flood yields never-repeating addresses, from a start of goroutine g's.
+func flood(_ *testing.B, _ *benchData, g int) func() netip.Addr {
+	var f workload.Flood
+	for range g * 1_000_003 {
+		f.Next()
+	}
+	return f.Next
 }
 
 // BenchmarkLookup: one goroutine, ns per lookup.
 func BenchmarkLookup(b *testing.B) {
 	d := loadBench(b)
-	for _, s := range streams(d) {
-		for _, v := range variants {
-			if skipVariant(s.name, v.name) {
-				continue
-			}
-			b.Run(s.name+"/"+v.name, func(b *testing.B) {
-				lookup, done := v.open(b, d, s.addrs)
+	for _, sc := range scenarios() {
+		for _, v := range sc.variants {
+			b.Run(sc.name+"/"+v.name, func(b *testing.B) {
+				lookup, done := v.open(b, d, sc.prime(d))
 				defer done()
+				runtime.GC() // not during the loop: the garbage of priming
 				b.ReportAllocs()
 				b.ResetTimer()
-				i := 0
-				for b.Loop() {
-					if !lookup(s.addrs[i&(streamLen-1)]) {
-						b.Fatal("lookup failed")
+				if sc.stream != nil {
+					s, i := sc.stream(d), 0
+					for b.Loop() {
+						if !lookup(s[i&(streamLen-1)]) {
+							b.Fatal("lookup failed")
+						}
+						i++
 					}
-					i++
+					return
+				}
+				next := sc.gen(b, d, 0)
+				for b.Loop() {
+					lookup(next()) // a flood's IPv6 fails in an IPv4-only database
 				}
 			})
 		}
@@ -191,39 +297,39 @@ func BenchmarkLookup(b *testing.B) {
 // goroutines; compare with BenchmarkLookup for the scaling.
 func BenchmarkLookupParallel(b *testing.B) {
 	d := loadBench(b)
-	for _, s := range streams(d) {
-		for _, v := range variants {
-			if skipVariant(s.name, v.name) {
-				continue
-			}
-			b.Run(s.name+"/"+v.name, func(b *testing.B) {
-				lookup, done := v.open(b, d, s.addrs)
+	for _, sc := range scenarios() {
+		if !sc.parallel {
+			continue
+		}
+		for _, v := range sc.variants {
+			b.Run(sc.name+"/"+v.name, func(b *testing.B) {
+				lookup, done := v.open(b, d, sc.prime(d))
 				defer done()
-				var seed atomic.Uint64
+				runtime.GC()
+				var g atomic.Int64
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
-					i := int(seed.Add(1) * 7919 * 4099)
-					for pb.Next() {
-						if !lookup(s.addrs[i&(streamLen-1)]) {
-							b.Error("lookup failed")
-							return
+					n := int(g.Add(1))
+					if sc.stream != nil {
+						s, i := sc.stream(d), n*7919*4099
+						for pb.Next() {
+							if !lookup(s[i&(streamLen-1)]) {
+								b.Error("lookup failed")
+								return
+							}
+							i++
 						}
-						i++
+						return
+					}
+					next := sc.gen(b, d, n)
+					for pb.Next() {
+						lookup(next())
 					}
 				})
 			})
 		}
 	}
-}
-
-// skipVariant leaves out pairs that measure nothing new: the miss-only
-// variant is meant for the uniform stream, the primed cache for zipf.
-func skipVariant(stream, v string) bool {
-	if stream == "stream=zipf" {
-		return v == "impl=geocache-miss"
-	}
-	return strings.HasPrefix(v, "impl=geocache") && v != "impl=geocache-miss"
 }
 
 // BenchmarkReload: parallel lookups on the primed zipf stream, with no
@@ -408,10 +514,8 @@ func BenchmarkRestartMissSpike(b *testing.B) {
 // GOMAXPROCS faster than bare maxminddb's.
 func BenchmarkTailLatency(b *testing.B) {
 	d := loadBench(b)
-	for _, v := range variants {
-		if v.name == "impl=geoip2" || v.name == "impl=geocache-miss" {
-			continue
-		}
+	for _, v := range []variant{maxminddbVariant, geocacheVariant("impl=geocache", DefaultMaxCost),
+		geocacheVariant("impl=geocache-hotset", hotSetBudget)} {
 		b.Run("stream=zipf/"+v.name, func(b *testing.B) {
 			lookup, done := v.open(b, d, d.zipf)
 			defer done()

@@ -1,287 +1,433 @@
 package geocache
 
 import (
-	"encoding/binary"
-	"math/rand/v2"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 )
 
-// front is the first level of the cache, read by every lookup before
-// ristretto (whose Get costs ~180 ns). It is a lock-free, set-associative
-// table of inline copies of network entries, one 64-byte cache line per
-// set: 4 IPv4 slots of 16 bytes, or 2 IPv6 slots of 32. All the networks
-// cached for one first-level block (/24, /48) share the block's set, so a
-// hit reads one line, even in blocks the database splits: the set is
-// scanned for a network that holds the address, which by the partition
-// property is the answer. A hit follows no pointer, takes no lock and
-// writes nothing.
+// front is the first level of the cache, the table every lookup reads. It
+// holds every network entry that ristretto holds (or is deciding about),
+// so a lookup that does not find its entry here is a miss without asking
+// ristretto, whose Get costs more than a tree walk's first levels.
 //
-// Ristretto stays the owner of what is cached: its exit callback removes
-// evicted entries from here, a front miss falls back to it, and split-block
-// markers live only there.
+// A bucket is one 64-byte cache line of four IPv4 slots (a word and the
+// record's pointer), or two lines of four IPv6 slots. An entry lives in
+// the bucket of its /24 or /48 block (see keys.go), so a hit reads one
+// line, also in blocks the database splits, and takes the record's
+// pointer from it: no second dependent load. The table is sized to the
+// entries (load 25-70%), not to the budget, so the hot blocks of a traffic
+// mix fill few lines and pages. A bucket that fills up marks its last slot
+// and continues in the next bucket (linear probing, a bucket at a time):
+// a lookup reads the next bucket only past such a mark, and every entry
+// has a place.
 //
-// Each slot is guarded by its meta word, which carries a version: a writer
-// swaps meta to metaLocked, writes the other words, then stores the new
-// meta with the version bumped; a reader reads meta, the words, then meta
-// again, and trusts the words only if meta did not change. Every word is
-// an atomic, so racing readers and writers are well defined (and the race
-// detector agrees); on amd64 and arm64 these are plain loads.
+// Readers take no lock and write nothing. Writers (misses that cache an
+// entry, ristretto's callbacks that drop one) take mu, which also makes
+// resizing simple: a new table is filled under mu and published with one
+// store. A reader still on the old table may read an entry dropped since;
+// its answer and its record are still right.
 type front[T any] struct {
-	v4    []set4[T]
-	v6    []set6[T]
-	mask4 uint64
-	mask6 uint64
+	t4 atomic.Pointer[table4[T]]
+	t6 atomic.Pointer[table6[T]]
+
+	mu     sync.Mutex
+	n4, n6 int // slots in use; guarded by mu
+	// Buckets marked overflowed, and how many were at the last rebuild;
+	// guarded by mu. Marks stay when the entries that overflowed leave;
+	// once they cover a quarter of the buckets and twice as many as a
+	// rebuild left, the table is rebuilt at its size, which clears the
+	// stale ones.
+	over4, over6       int
+	rebuilt4, rebuilt6 int
+	holder             holder[T] // told when a slot starts and stops holding a record
+	bytes              atomic.Int64
 }
 
-type set4[T any] [4]slot4[T]
-type set6[T any] [2]slot6[T]
-
-// A slot holds one network entry: meta (below), the address of the block
-// the entry is keyed by (masked to the network's length, it is the
-// network), and the shared record.
-type slot4[T any] struct {
-	meta atomic.Uint32
-	addr atomic.Uint32
-	rec  atomic.Pointer[T]
+// holder keeps a record alive while a slot holds it.
+type holder[T any] interface {
+	retain(*record[T])
+	release(*record[T])
 }
 
-type slot6[T any] struct {
-	meta   atomic.Uint32
-	_      uint32
-	hi, lo atomic.Uint64
-	rec    atomic.Pointer[T]
-}
-
-// meta layout, both families: bits 0-7 the network length; 8 valid;
-// 9 found; 10 (IPv4) answered with the IPv6 prefix ::/N, N in bits 11-17
-// (see coverOf); bits 18-25 the length of the block whose hash is the
-// entry's ristretto key; bits 26-31 a version that every write bumps.
 const (
-	metaValid   = 1 << 8
-	metaFound   = 1 << 9
-	metaV6Root  = 1 << 10
-	metaLocked  = 1 // a writer is inside (never valid)
-	versionOne  = 1 << 26
-	versionMask = ^uint32(versionOne - 1)
+	ways4 = 4 // IPv4 slots per bucket
+	ways6 = 4 // IPv6 slots per bucket
+
+	minBuckets4 = 256 // 16 KiB
+	minBuckets6 = 64  // 8 KiB
+
+	// A table doubles when more than growLoad of its slots are in use,
+	// and halves below shrinkLoad; entries are charged for their slot at
+	// that load (see frontShare4).
+	growLoad   = 0.70
+	shrinkLoad = 0.25
 )
 
-// init sizes the table for about slots entries and returns its bytes.
-func (f *front[T]) init(slots int) int64 {
-	n4, n6 := max(slots/4, 1), max(slots/8, 1)
-	f.v4, f.mask4 = make([]set4[T], n4), uint64(n4-1)
-	f.v6, f.mask6 = make([]set6[T], n6), uint64(n6-1)
-	return int64(n4)*int64(unsafe.Sizeof(set4[T]{})) + int64(n6)*int64(unsafe.Sizeof(set6[T]{}))
+type bucket4[T any] [ways4]struct {
+	w   atomic.Uint64
+	rec atomic.Pointer[record[T]]
 }
 
-// addrWords returns a's address as two words: IPv4 in lo.
-func addrWords(a netip.Addr) (hi, lo uint64) {
-	if a.Is4() {
-		b := a.As4()
-		return 0, uint64(binary.BigEndian.Uint32(b[:]))
-	}
-	b := a.As16()
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+type bucket6[T any] [ways6]struct {
+	meta, hi, lo atomic.Uint64
+	rec          atomic.Pointer[record[T]]
 }
 
-// get returns the cached answer for a from the set of first-level key k,
-// and the length of the block its ristretto key hashes.
-func (f *front[T]) get(k uint64, a netip.Addr) (res Result[T], kbits uint32, ok bool) {
-	if a.Is4() {
-		b := a.As4()
-		return f.get4(k, binary.BigEndian.Uint32(b[:]))
+type table4[T any] struct {
+	b     []bucket4[T]
+	shift uint8 // 64 - log2(len(b)): the hash's top bits index b
+}
+
+type table6[T any] struct {
+	b     []bucket6[T]
+	shift uint8
+}
+
+func newFront[T any](h holder[T]) *front[T] {
+	f := &front[T]{holder: h}
+	f.t4.Store(newTable4[T](minBuckets4))
+	f.t6.Store(newTable6[T](minBuckets6))
+	f.account()
+	return f
+}
+
+func newTable4[T any](n int) *table4[T] {
+	return &table4[T]{b: make([]bucket4[T], n), shift: shiftFor(n)}
+}
+func newTable6[T any](n int) *table6[T] {
+	return &table6[T]{b: make([]bucket6[T], n), shift: shiftFor(n)}
+}
+
+func shiftFor(buckets int) uint8 {
+	s := uint8(64)
+	for ; buckets > 1; buckets >>= 1 {
+		s--
 	}
-	ahi, alo := addrWords(a)
-	s := &f.v6[k&f.mask6]
-	for i := range s {
-		sl := &s[i]
-		m := sl.meta.Load()
-		hi, lo := sl.hi.Load(), sl.lo.Load()
-		bits := int(m & 0xff)
-		mhi, mlo := mask64(bits), mask64(bits-64)
-		if m&metaValid == 0 || (ahi^hi)&mhi != 0 || (alo^lo)&mlo != 0 {
-			continue
+	return s
+}
+
+func (t *table4[T]) home(v uint32) int  { return int(blockHash4(v) >> t.shift) }
+func (t *table6[T]) home(hi uint64) int { return int(blockHash6(hi) >> t.shift) }
+func (t *table4[T]) next(i int) int     { return (i + 1) & (len(t.b) - 1) }
+func (t *table6[T]) next(i int) int     { return (i + 1) & (len(t.b) - 1) }
+
+// account records the tables' size.
+func (f *front[T]) account() {
+	f.bytes.Store(int64(len(f.t4.Load().b))*int64(unsafe.Sizeof(bucket4[T]{})) +
+		int64(len(f.t6.Load().b))*int64(unsafe.Sizeof(bucket6[T]{})))
+}
+
+// lookup4 returns the entry that answers the IPv4 address v and its record
+// (nil for not found). ok is false if there is none, or if a writer
+// rewrote the slot while it was read.
+func (f *front[T]) lookup4(v uint32) (s slot4, r *record[T], ok bool) {
+	t := f.t4.Load()
+	for i, n := t.home(v), 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			sl := &b[j]
+			if s = slot4(sl.w.Load()); s.covers(v) {
+				r = sl.rec.Load()
+				return s, r, slot4(sl.w.Load()) == s
+			}
 		}
-		rec := sl.rec.Load()
-		if sl.meta.Load() != m {
+		if !slot4(b[ways4-1].w.Load()).overflowed() {
 			break
 		}
-		var b [16]byte
-		binary.BigEndian.PutUint64(b[:8], hi&mhi)
-		binary.BigEndian.PutUint64(b[8:], lo&mlo)
-		p := netip.PrefixFrom(netip.AddrFrom16(b), bits)
-		return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
 	}
-	return res, 0, false
+	return 0, nil, false
 }
 
-// get4 is get for the IPv4 address v.
-func (f *front[T]) get4(k uint64, v uint32) (res Result[T], kbits uint32, ok bool) {
-	s := &f.v4[k&f.mask4]
-	for i := range s {
-		sl := &s[i]
-		m := sl.meta.Load()
-		addr := sl.addr.Load()
-		mask := mask32(int(m & 0xff))
-		if m&metaValid == 0 || (v^addr)&mask != 0 {
-			continue
+// lookup6 is lookup4 for the IPv6 address ahi:alo; it returns the entry's
+// meta and block address.
+func (f *front[T]) lookup6(ahi, alo uint64) (s slot6, hi, lo uint64, r *record[T], ok bool) {
+	t := f.t6.Load()
+	for i, n := t.home(ahi), 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			sl := &b[j]
+			if s = slot6(sl.meta.Load()); s.empty() {
+				continue
+			}
+			kb := s.keyBits()
+			if hi = sl.hi.Load(); (ahi^hi)&mask64(kb) != 0 {
+				continue
+			}
+			if lo = sl.lo.Load(); (alo^lo)&mask64(kb-64) != 0 {
+				continue
+			}
+			r = sl.rec.Load()
+			return s, hi, lo, r, slot6(sl.meta.Load()) == s
 		}
-		addr &= mask
-		rec := sl.rec.Load()
-		if sl.meta.Load() != m {
-			break // a writer got in: let the slow path answer
+		if !slot6(b[ways6-1].meta.Load()).overflowed() {
+			break
 		}
-		var p netip.Prefix
-		if m&metaV6Root != 0 {
-			p = netip.PrefixFrom(netip.IPv6Unspecified(), int(m>>11&0x7f))
-		} else {
-			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(addr >> 24), byte(addr >> 16), byte(addr >> 8), byte(addr)}), int(m&0xff))
-		}
-		return Result[T]{Prefix: p, Record: rec, Found: m&metaFound != 0}, m >> 18 & 0xff, true
 	}
-	return res, 0, false
+	return 0, 0, 0, nil, false
 }
 
-// image returns the meta (without version) and address words that stand
-// for network entry e. The words are those of the block the entry is keyed
-// by, not of its network: a slot then says which block was hot, so that
-// the hot set (each) can be looked up again block by block, and the
-// network's address is the block's masked to the network's length.
-func image[T any](e *entry[T]) (meta uint32, hi, lo uint64) {
-	hi, lo = addrWords(e.at)
-	meta = uint32(e.cover.Bits()) | metaValid | uint32(e.kbits)<<18
-	if e.res.Found {
-		meta |= metaFound
+// insertResult says what insert did.
+type insertResult int
+
+const (
+	inserted insertResult = iota // the entry is new in the table
+	present                      // the same entry was there already
+)
+
+// insert4 adds the entry s with its record r (nil: not found).
+func (f *front[T]) insert4(s slot4, r *record[T]) insertResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.t4.Load()
+	if b, _ := t.find(s); b != nil {
+		return present
 	}
-	if p := e.res.Prefix; p.IsValid() && e.cover.Addr().Is4() && !p.Addr().Is4() {
-		meta |= metaV6Root | uint32(p.Bits())<<11
+	f.over4 += t.place(s, r)
+	f.n4++
+	if r != nil {
+		f.holder.retain(r)
 	}
-	return meta, hi, lo
+	switch {
+	case float64(f.n4) > growLoad*float64(len(t.b)*ways4):
+		f.resize4(2 * len(t.b))
+	case f.over4 > max(len(t.b)/4, 2*f.rebuilt4):
+		f.resize4(len(t.b))
+	}
+	return inserted
 }
 
-// lock takes a slot's meta for writing; it fails if another writer is in.
-func lock(meta *atomic.Uint32) (old uint32, ok bool) {
-	old = meta.Load()
-	return old, old != metaLocked && meta.CompareAndSwap(old, metaLocked)
-}
-
-// unlock publishes meta with the slot's version bumped.
-func unlock(meta *atomic.Uint32, old, m uint32) {
-	meta.Store(m&^versionMask | (old&versionMask + versionOne))
-}
-
-// put stores network entry e in its set: over the slot of the same network
-// if there is one, else in an empty slot, else over a random way. A put
-// that meets another writer is dropped: the front table only mirrors
-// ristretto.
-func (f *front[T]) put(e *entry[T]) {
-	meta, hi, lo := image(e)
-	rec := e.res.Record
-	same := func(m uint32) bool { return m&metaValid != 0 && m&0xff == meta&0xff }
-	if e.cover.Addr().Is4() {
-		s := &f.v4[e.set&f.mask4]
-		sl := &s[pick(len(s), func(i int) (bool, bool) {
-			m := s[i].meta.Load()
-			return same(m) && uint64(s[i].addr.Load()) == lo, m&metaValid == 0 && m != metaLocked
-		})]
-		if old, ok := lock(&sl.meta); ok {
-			sl.addr.Store(uint32(lo))
-			sl.rec.Store(rec)
-			unlock(&sl.meta, old, meta)
+// find returns the bucket and way that hold entry s, or nil.
+func (t *table4[T]) find(s slot4) (*bucket4[T], int) {
+	for i, n := t.home(s.block()), 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			if slot4(b[j].w.Load()).entry() == s {
+				return b, j
+			}
 		}
+		if !slot4(b[ways4-1].w.Load()).overflowed() {
+			break
+		}
+	}
+	return nil, 0
+}
+
+// place writes entry s with record r into the first empty slot from its
+// home bucket on, marking each full bucket it passes as overflowed, and
+// returns how many buckets it newly marked. The table must have an empty
+// slot.
+func (t *table4[T]) place(s slot4, r *record[T]) (marked int) {
+	for i := t.home(s.block()); ; i = t.next(i) {
+		b := &t.b[i]
+		for j := range b {
+			if slot4(b[j].w.Load()).empty() {
+				b.write(j, s, r)
+				return marked
+			}
+		}
+		if last := &b[ways4-1].w; !slot4(last.Load()).overflowed() {
+			last.Store(uint64(slot4(last.Load()) | slot4Overflow))
+			marked++
+		}
+	}
+}
+
+// write rewrites way j for the readers' double check of the word: it goes
+// empty (with a new version) before the record changes, and gets its entry
+// (with a newer one) after. s empty clears the slot. The overflow mark
+// stays.
+func (b *bucket4[T]) write(j int, s slot4, r *record[T]) {
+	sl := &b[j]
+	old := slot4(sl.w.Load())
+	keep, v := old&slot4Overflow, old.version()
+	sl.w.Store(uint64(keep | (v+1)&slot4VersionMask<<slot4VersionShift))
+	sl.rec.Store(r)
+	if !s.empty() {
+		sl.w.Store(uint64(keep | s.entry() | (v+2)&slot4VersionMask<<slot4VersionShift))
+	}
+}
+
+// remove4 drops the entry s, if it is there.
+func (f *front[T]) remove4(s slot4) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.t4.Load()
+	b, j := t.find(s)
+	if b == nil {
 		return
 	}
-	s := &f.v6[e.set&f.mask6]
-	sl := &s[pick(len(s), func(i int) (bool, bool) {
-		m := s[i].meta.Load()
-		return same(m) && s[i].hi.Load() == hi && s[i].lo.Load() == lo, m&metaValid == 0 && m != metaLocked
-	})]
-	if old, ok := lock(&sl.meta); ok {
-		sl.hi.Store(hi)
-		sl.lo.Store(lo)
-		sl.rec.Store(rec)
-		unlock(&sl.meta, old, meta)
+	r := b[j].rec.Load()
+	b.write(j, 0, nil)
+	f.n4--
+	if r != nil {
+		f.holder.release(r)
+	}
+	if len(t.b) > minBuckets4 && float64(f.n4) < shrinkLoad*float64(len(t.b)*ways4) {
+		f.resize4(len(t.b) / 2)
 	}
 }
 
-// pick returns the way to write: the first that holds the same network,
-// else the first empty one, else a random one.
-func pick(n int, probe func(i int) (same, empty bool)) int {
-	free := -1
-	for i := range n {
-		same, empty := probe(i)
-		if same {
-			return i
-		}
-		if empty && free < 0 {
-			free = i
+// resize4 moves the IPv4 entries to a table of n buckets. Caller holds mu.
+func (f *front[T]) resize4(n int) {
+	old, t := f.t4.Load(), newTable4[T](n)
+	f.over4 = 0
+	for i := range old.b {
+		for j := range old.b[i] {
+			if s := slot4(old.b[i][j].w.Load()); !s.empty() {
+				f.over4 += t.place(s, old.b[i][j].rec.Load())
+			}
 		}
 	}
-	if free >= 0 {
-		return free
-	}
-	return rand.IntN(n)
+	f.t4.Store(t)
+	f.rebuilt4 = f.over4
+	f.account()
 }
 
-// drop empties the slots that hold e's image.
-func (f *front[T]) drop(e *entry[T]) {
-	if e.sub.Load() != 0 {
-		return // markers are never in the front table
+// insert6 adds the entry of meta s keyed by the block at hi:lo, with its
+// record r.
+func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.t6.Load()
+	if b, _ := t.find(s, hi, lo); b != nil {
+		return present
 	}
-	meta, hi, lo := image(e)
-	rec := e.res.Record
-	match := func(sl *atomic.Uint32, words func() bool, r *atomic.Pointer[T]) {
-		m := sl.Load()
-		if m&^versionMask != meta || !words() || r.Load() != rec {
-			return
+	f.over6 += t.place(s, hi, lo, r)
+	f.n6++
+	if r != nil {
+		f.holder.retain(r)
+	}
+	switch {
+	case float64(f.n6) > growLoad*float64(len(t.b)*ways6):
+		f.resize6(2 * len(t.b))
+	case f.over6 > max(len(t.b)/4, 2*f.rebuilt6):
+		f.resize6(len(t.b))
+	}
+	return inserted
+}
+
+// find returns the bucket and way that hold the entry of meta s at hi:lo,
+// or nil.
+func (t *table6[T]) find(s slot6, hi, lo uint64) (*bucket6[T], int) {
+	for i, n := t.home(hi), 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			if slot6(b[j].meta.Load()).entry() == s && b[j].hi.Load() == hi && b[j].lo.Load() == lo {
+				return b, j
+			}
 		}
-		if old, ok := lock(sl); ok {
-			if old != m { // rewritten meanwhile: leave it
-				sl.Store(old)
+		if !slot6(b[ways6-1].meta.Load()).overflowed() {
+			break
+		}
+	}
+	return nil, 0
+}
+
+// place is table4.place for an IPv6 entry.
+func (t *table6[T]) place(s slot6, hi, lo uint64, r *record[T]) (marked int) {
+	for i := t.home(hi); ; i = t.next(i) {
+		b := &t.b[i]
+		for j := range b {
+			if slot6(b[j].meta.Load()).empty() {
+				b.write(j, s, hi, lo, r)
+				return marked
+			}
+		}
+		if last := &b[ways6-1].meta; !slot6(last.Load()).overflowed() {
+			last.Store(uint64(slot6(last.Load()) | slot6Overflow))
+			marked++
+		}
+	}
+}
+
+// write is bucket4.write for an IPv6 slot.
+func (b *bucket6[T]) write(j int, s slot6, hi, lo uint64, r *record[T]) {
+	sl := &b[j]
+	old := slot6(sl.meta.Load())
+	keep, v := old&slot6Overflow, old.version()
+	sl.meta.Store(uint64(keep | (v+1)&slot6VersionMask<<slot6VersionShift))
+	sl.hi.Store(hi)
+	sl.lo.Store(lo)
+	sl.rec.Store(r)
+	if !s.empty() {
+		sl.meta.Store(uint64(keep | s.entry() | (v+2)&slot6VersionMask<<slot6VersionShift))
+	}
+}
+
+// remove6 drops the entry of meta s keyed by the block at hi:lo.
+func (f *front[T]) remove6(s slot6, hi, lo uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.t6.Load()
+	b, j := t.find(s, hi, lo)
+	if b == nil {
+		return
+	}
+	r := b[j].rec.Load()
+	b.write(j, 0, 0, 0, nil)
+	f.n6--
+	if r != nil {
+		f.holder.release(r)
+	}
+	if len(t.b) > minBuckets6 && float64(f.n6) < shrinkLoad*float64(len(t.b)*ways6) {
+		f.resize6(len(t.b) / 2)
+	}
+}
+
+// resize6 is resize4 for the IPv6 table.
+func (f *front[T]) resize6(n int) {
+	old, t := f.t6.Load(), newTable6[T](n)
+	f.over6 = 0
+	for i := range old.b {
+		for j := range old.b[i] {
+			sl := &old.b[i][j]
+			if m := slot6(sl.meta.Load()); !m.empty() {
+				f.over6 += t.place(m.entry(), sl.hi.Load(), sl.lo.Load(), sl.rec.Load())
+			}
+		}
+	}
+	f.t6.Store(t)
+	f.rebuilt6 = f.over6
+	f.account()
+}
+
+// entries returns the number of IPv4 and IPv6 slots in use.
+func (f *front[T]) entries() (n4, n6 int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n4, f.n6
+}
+
+// each calls fn4 with every IPv4 entry and fn6 with every IPv6 entry (meta
+// and block address), until one returns false. Entries written meanwhile
+// may or may not be seen.
+func (f *front[T]) each(fn4 func(slot4) bool, fn6 func(s slot6, hi, lo uint64) bool) {
+	t4 := f.t4.Load()
+	for i := range t4.b {
+		for j := range t4.b[i] {
+			if s := slot4(t4.b[i][j].w.Load()); !s.empty() && !fn4(s.entry()) {
 				return
 			}
-			r.Store(nil)
-			unlock(sl, old, 0)
 		}
 	}
-	if e.cover.Addr().Is4() {
-		s := &f.v4[e.set&f.mask4]
-		for i := range s {
-			match(&s[i].meta, func() bool { return uint64(s[i].addr.Load()) == lo }, &s[i].rec)
+	t6 := f.t6.Load()
+	for i := range t6.b {
+		for j := range t6.b[i] {
+			sl := &t6.b[i][j]
+			m := slot6(sl.meta.Load())
+			hi, lo := sl.hi.Load(), sl.lo.Load()
+			if !m.empty() && slot6(sl.meta.Load()) == m && !fn6(m.entry(), hi, lo) {
+				return
+			}
 		}
-		return
-	}
-	s := &f.v6[e.set&f.mask6]
-	for i := range s {
-		match(&s[i].meta, func() bool { return s[i].hi.Load() == hi && s[i].lo.Load() == lo }, &s[i].rec)
 	}
 }
 
-// each calls fn with an address of every block that holds a cached network,
-// until fn returns false: the hot set, for a reload or SaveHotSet.
-func (f *front[T]) each(fn func(netip.Addr) bool) {
-	for i := range f.v4 {
-		for j := range f.v4[i] {
-			sl := &f.v4[i][j]
-			if m, a := sl.meta.Load(), sl.addr.Load(); m&metaValid != 0 && m != metaLocked {
-				if !fn(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})) {
-					return
-				}
-			}
-		}
-	}
-	for i := range f.v6 {
-		for j := range f.v6[i] {
-			sl := &f.v6[i][j]
-			if m := sl.meta.Load(); m&metaValid != 0 && m != metaLocked {
-				var b [16]byte
-				binary.BigEndian.PutUint64(b[:8], sl.hi.Load())
-				binary.BigEndian.PutUint64(b[8:], sl.lo.Load())
-				if !fn(netip.AddrFrom16(b)) {
-					return
-				}
-			}
-		}
-	}
+// hot yields the address of the block every entry is keyed by: the hot
+// set, for a reload or SaveHotSet.
+func (f *front[T]) hot(yield func(netip.Addr) bool) {
+	f.each(func(s slot4) bool { return yield(from4(s.block())) },
+		func(_ slot6, hi, lo uint64) bool { return yield(from6(hi, lo)) })
 }

@@ -61,15 +61,8 @@ func (c *Cache[T]) SaveHotSet(w io.Writer) error {
 	}
 	var v4 []uint32
 	var v6 [][2]uint64
-	for a := range g.store.front.each {
-		if a.Is4() {
-			b := a.As4()
-			v4 = append(v4, binary.BigEndian.Uint32(b[:]))
-		} else {
-			hi, lo := addrWords(a)
-			v6 = append(v6, [2]uint64{hi, lo})
-		}
-	}
+	g.front.each(func(s slot4) bool { v4 = append(v4, s.block()); return true },
+		func(_ slot6, hi, lo uint64) bool { v6 = append(v6, [2]uint64{hi, lo}); return true })
 	_, err := w.Write(encodeHotSet(v4, v6))
 	return err
 }
@@ -227,7 +220,7 @@ func (g *generation[T]) prewarm(ctx context.Context, addrs iter.Seq[netip.Addr],
 			}
 		}
 		if a = g.key(a); a.IsValid() && a.Zone() == "" && !(g.ipv4 && a.Is6()) {
-			g.resolve(a)
+			g.resolve(a, true)
 			n++
 		}
 	}

@@ -241,7 +241,7 @@ func FuzzReadHotSet(f *testing.F) {
 		want := map[netip.Addr]bool{}
 		for _, a := range addrs {
 			want[a] = true
-			hi, lo := addrWords(a)
+			hi, lo := addr6(a)
 			if a.Is4() {
 				v4 = append(v4, uint32(lo))
 			} else {

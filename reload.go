@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -79,7 +78,7 @@ func (c *Cache[T]) reload(path string) error {
 		g.retire()
 		return err
 	}
-	hot := func(ctx context.Context) { g.prewarm(ctx, old.store.front.each, c.opts.ReloadCPU) }
+	hot := func(ctx context.Context) { g.prewarm(ctx, old.front.hot, c.opts.ReloadCPU) }
 	if err := g.start(c.ctx, &c.opts, hot, nil, true); err != nil {
 		g.retire()
 		if c.ctx.Err() != nil {
@@ -166,15 +165,6 @@ func (c *Cache[T]) reported(path string, err error) {
 	}
 }
 
-// guardFault turns a fault on the mapping (SIGBUS after the file was
-// truncated under it) and any panic of the reader into an error. Deferred,
-// with debug.SetPanicOnFault set for the goroutine.
-func guardFault(path string, err *error) {
-	if r := recover(); r != nil {
-		*err = fmt.Errorf("%w: %s: %v", ErrFault, path, r)
-	}
-}
-
 // watcher reloads the cache when its file changes.
 type watcher struct {
 	w    *fsnotify.Watcher
@@ -234,6 +224,3 @@ func (w *watcher) stop() {
 	w.w.Close()
 	w.wg.Wait()
 }
-
-// setPanicOnFault is debug.SetPanicOnFault, named for what it is for here.
-var setPanicOnFault = debug.SetPanicOnFault

@@ -382,7 +382,7 @@ func TestReloadUnchanged(t *testing.T) {
 	}
 	checkDifferential(t, c, r, addrs)
 	if c.Stats().Misses != before.Misses {
-		t.Errorf("the warm cache was lost: %d misses, %d before", c.Stats().Misses, before.Misses)
+		t.Errorf("the warm cache was lost: %d misses, %d before\n%+v\n%+v", c.Stats().Misses, before.Misses, before, c.Stats())
 	}
 
 	// The same database with another build time in its metadata: a new

@@ -19,20 +19,6 @@ import (
 // first (every lookup walks it), then the data section, so that no fault is
 // left for the request path.
 
-// WarmupMode says how Open pre-faults a mapped database.
-type WarmupMode int
-
-const (
-	// WarmupAsync pre-faults in a background goroutine; Ready closes
-	// when the whole file is resident. The default.
-	WarmupAsync WarmupMode = iota
-	// WarmupWait pre-faults before Open returns.
-	WarmupWait
-	// WarmupOff does not pre-fault; Ready is closed at once. Warm can
-	// still be called.
-	WarmupOff
-)
-
 // WarmupPhase is what the warmup of the database being served is doing.
 type WarmupPhase string
 

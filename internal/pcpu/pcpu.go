@@ -9,8 +9,11 @@ import (
 	_ "unsafe" // for go:linkname
 )
 
-// procPin and procUnpin are the runtime's own per-P pinning; sync.Pool uses
-// them, and the runtime keeps them reachable by linkname on purpose.
+// procPin and procUnpin are the runtime's own per-P pinning, which
+// sync.Pool uses. The runtime keeps them reachable by linkname on purpose
+// (runtime/proc.go lists them among the symbols that widely used packages
+// pull, whose signatures must not change), so the link does not break
+// with a Go release.
 //
 //go:linkname procPin runtime.procPin
 func procPin() int
@@ -18,75 +21,71 @@ func procPin() int
 //go:linkname procUnpin runtime.procUnpin
 func procUnpin()
 
-// ID returns the id of the P the caller runs on. It is a hint: the goroutine
-// may move to another P as soon as ID returns.
-func ID() int {
-	id := procPin()
-	procUnpin()
-	return id
+// Counter names one counter of a Counters; its user declares the names.
+type Counter uint8
+
+// MaxCounters is how many counters a Counters holds.
+const MaxCounters = 4
+
+// cell is one P's counters, padded so that two cells never share a cache
+// line (128 bytes also defeats the adjacent-line prefetcher).
+type cell struct {
+	v [MaxCounters]atomic.Int64
+	_ [128 - MaxCounters*8]byte
 }
 
-// Cell is one P's set of counters, padded so that two cells never share a
-// cache line (128 bytes also defeats the adjacent-line prefetcher).
-type Cell struct {
-	A, B, C atomic.Int64
-	_       [128 - 3*8]byte
-}
-
-// Cells is a set of per-P counters. The zero value is not usable; use New.
-type Cells struct {
-	cells []Cell
+// Counters is a set of per-P counters. The zero value is not usable; use
+// New. A counter must be written only through Inc, or only through Local
+// cells' atomic Add, never both.
+type Counters struct {
+	cells []cell
 	mask  int
 }
 
-// New returns cells for at least as many Ps as the machine has.
-func New() *Cells {
+// New returns counters for at least as many Ps as the machine has.
+func New() *Counters {
 	n := 1
 	for n < max(runtime.GOMAXPROCS(0), runtime.NumCPU()) {
 		n <<= 1
 	}
-	return &Cells{cells: make([]Cell, n), mask: n - 1}
+	return &Counters{cells: make([]cell, n), mask: n - 1}
 }
 
-// Local returns the cell of the P the caller runs on now.
-func (c *Cells) Local() *Cell { return &c.cells[ID()&c.mask] }
-
-// Inc adds one to counter i (0 for A, 1 for B, 2 for C) of the caller's
-// P cell and returns the new value. While the goroutine is pinned to its P
-// nothing else runs there, so when the cell is the P's own the increment
-// needs no locked instruction: a plain load and store (see bump), where an
-// atomic add or store is a locked instruction (~3 ns of a 31 ns hit,
-// measured). A set of cells must be written only through Inc, or only
-// through atomic adds, never both.
-func (c *Cells) Inc(i int) int64 {
+// Inc adds one to counter k of the caller's P and returns the P's new
+// count. While the goroutine is pinned to its P nothing else runs there,
+// so when the cell is the P's own the increment needs no locked
+// instruction: a plain load and store (see bump), where an atomic add is a
+// locked instruction (~3 ns of a 31 ns hit, measured).
+func (c *Counters) Inc(k Counter) int64 {
 	id := procPin()
 	var n int64
 	if id < len(c.cells) {
-		n = bump(c.cells[id].counter(i))
+		n = bump(&c.cells[id].v[k])
 	} else { // GOMAXPROCS grew past the cells: Ps share them
-		n = c.cells[id&c.mask].counter(i).Add(1)
+		n = c.cells[id&c.mask].v[k].Add(1)
 	}
 	procUnpin()
 	return n
 }
 
-func (c *Cell) counter(i int) *atomic.Int64 {
-	switch i {
-	case 0:
-		return &c.A
-	case 1:
-		return &c.B
-	}
-	return &c.C
+// Cell is one P's counter k, for a caller that adds to it atomically and
+// must later undo its add on the same cell (a guard: enter, then exit).
+type Cell = atomic.Int64
+
+// Local returns counter k of the P the caller runs on now. The goroutine
+// may move to another P at once; the cell stays valid for Add.
+func (c *Counters) Local(k Counter) *Cell {
+	id := procPin()
+	procUnpin()
+	return &c.cells[id&c.mask].v[k]
 }
 
-// Sum returns the sums of A, B and C over all cells. It is not a snapshot:
+// Sum returns the sum of counter k over all Ps. It is not a snapshot:
 // cells written during the call may or may not be counted.
-func (c *Cells) Sum() (a, b, cc int64) {
+func (c *Counters) Sum(k Counter) int64 {
+	var n int64
 	for i := range c.cells {
-		a += c.cells[i].A.Load()
-		b += c.cells[i].B.Load()
-		cc += c.cells[i].C.Load()
+		n += c.cells[i].v[k].Load()
 	}
-	return a, b, cc
+	return n
 }

@@ -6,6 +6,13 @@ import (
 	"testing"
 )
 
+const (
+	first Counter = iota
+	second
+	unused
+	guard
+)
+
 // Concurrent pinned increments lose nothing, on every P.
 func TestIncCountsEverything(t *testing.T) {
 	c := New()
@@ -14,8 +21,8 @@ func TestIncCountsEverything(t *testing.T) {
 	for range g {
 		wg.Go(func() {
 			for i := range n {
-				c.Inc(0)
-				c.Inc(1)
+				c.Inc(first)
+				c.Inc(second)
 				if i%100 == 0 {
 					runtime.Gosched() // move between Ps
 				}
@@ -23,22 +30,31 @@ func TestIncCountsEverything(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	a, b, cc := c.Sum()
-	if a != g*n || b != g*n || cc != 0 {
-		t.Fatalf("sums %d %d %d, want %d %d 0", a, b, cc, g*n, g*n)
+	if a, b, u := c.Sum(first), c.Sum(second), c.Sum(unused); a != g*n || b != g*n || u != 0 {
+		t.Fatalf("sums %d %d %d, want %d %d 0", a, b, u, g*n, g*n)
 	}
 }
 
-// Atomic users (the generation guard) see their own adds.
-func TestLocalAtomic(t *testing.T) {
+// A guard adds and removes on the cell it got, wherever it runs by then.
+func TestLocalGuard(t *testing.T) {
 	c := New()
-	cell := c.Local()
-	cell.A.Add(1)
-	if a, _, _ := c.Sum(); a != 1 {
-		t.Fatal(a)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for i := range 10000 {
+				cell := c.Local(guard)
+				cell.Add(1)
+				if i%100 == 0 {
+					runtime.Gosched()
+				}
+				cell.Add(-1)
+			}
+		})
 	}
-	cell.A.Add(-1)
-	if a, _, _ := c.Sum(); a != 0 {
-		t.Fatal(a)
+	cell := c.Local(guard)
+	cell.Add(1)
+	wg.Wait()
+	if n := c.Sum(guard); n != 1 {
+		t.Fatalf("guard sum %d, want 1", n)
 	}
 }

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -18,41 +16,15 @@ import (
 	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/workload"
 )
 
-// `geocache adversarial` is the cache-busting attack: addresses that never
+// `geocache-lab adversarial` is the cache-busting attack: addresses that never
 // repeat (a full-period generator over the IPv4 space, and random IPv6),
 // so every lookup is a miss and every miss offers a new entry. It checks
 // that the accounted cost never exceeds the budget, and reports the heap
 // and RSS over time, and the miss path's speed against bare maxminddb on
 // the same addresses.
-
-// attack yields distinct addresses: IPv4 by the LCG x -> 1664525x +
-// 1013904223 (mod 2^32, full period, so no address repeats within 2^32),
-// every fourth one IPv6 from a 128-bit splitmix (IPv6-only databases
-// answer IPv4 too, through ::/96).
-type attack struct{ x, s uint64 }
-
-func (a *attack) next(i int) netip.Addr {
-	if i%4 == 3 {
-		var b [16]byte
-		binary.BigEndian.PutUint64(b[:8], a.mix())
-		binary.BigEndian.PutUint64(b[8:], a.mix())
-		b[0] = 0x20 | b[0]&0x1f // 2000::/3, the global unicast space
-		return netip.AddrFrom16(b)
-	}
-	a.x = (a.x*1664525 + 1013904223) & 0xffffffff
-	v := uint32(a.x)
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-}
-
-func (a *attack) mix() uint64 {
-	a.s += 0x9e3779b97f4a7c15
-	z := a.s
-	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-	z = (z ^ z>>27) * 0x94d049bb133111eb
-	return z ^ z>>31
-}
 
 func adversarial(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("adversarial", flag.ContinueOnError)
@@ -76,12 +48,12 @@ func adversarial(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	gen := attack{x: 1, s: 1}
+	var gen workload.Flood
 	ref := min(*every, *n)
 	start := time.Now()
-	for i := range ref {
+	for range ref {
 		var v geoip2.City
-		r.Lookup(gen.next(i)).Decode(&v)
+		r.Lookup(gen.Next()).Decode(&v)
 	}
 	bare := float64(time.Since(start).Nanoseconds()) / float64(ref)
 	r.Close()
@@ -97,11 +69,11 @@ func adversarial(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "# heap: in-use heap objects minus the %d bytes in use before Open, after a GC at each report\n\n", heap0)
 	fmt.Fprintln(stdout, "| lookups | ns/op (interval) | x bare | hit % | entries | cost | budget | heap over base | heap - cost | RSS |")
 	fmt.Fprintln(stdout, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	gen = attack{x: 1, s: 1}
+	gen = workload.Flood{}
 	var worstOver int64
 	t0, prev := time.Now(), geocache.Stats{}
 	for i := range *n {
-		if _, err := c.Lookup(gen.next(i)); err != nil && !isBenign(err) {
+		if _, err := c.Lookup(gen.Next()); err != nil && !isBenign(err) {
 			return fail(err)
 		}
 		if i%1024 == 0 {

@@ -2,11 +2,8 @@ package geocache
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -15,92 +12,34 @@ import (
 	"github.com/geocache/geocache/internal/pcpu"
 )
 
-// mapping is a database file's bytes, owned by geocache: mmapped read-only,
-// or read into the heap. Owning it (rather than letting maxminddb map the
-// file) lets warmup advise and measure the very pages lookups read, and lets
-// Close decide when unmapping is safe.
-type mapping struct {
-	data   []byte
-	mapped bool // data is an mmap that release must unmap
-	path   string
-}
-
-// load maps (or, with inMemory or where mmap is unavailable, reads) the file.
-func load(path string, inMemory bool) (*mapping, error) {
-	mmap := mmapFile
-	if inMemory {
-		mmap = nil
-	}
-	return loadWith(path, mmap)
-}
-
-// loadWith maps the file at path with mmap (nil: reads it into memory),
-// and reads it instead when mmap fails with errors.ErrUnsupported.
-func loadWith(path string, mmap func(*os.File, int) ([]byte, error)) (*mapping, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("geocache: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("geocache: %w", err)
-	}
-	size := fi.Size()
-	if size == 0 {
-		return nil, fmt.Errorf("geocache: open %s: %w: file is empty", path, ErrInvalidDatabase)
-	}
-	if int64(int(size)) != size {
-		return nil, fmt.Errorf("geocache: open %s: file too large", path)
-	}
-	if mmap != nil {
-		data, err := mmap(f, int(size))
-		if err == nil {
-			return &mapping{data: data, mapped: true, path: path}, nil
-		}
-		if !errors.Is(err, errors.ErrUnsupported) {
-			return nil, fmt.Errorf("geocache: %s: %w", path, err)
-		}
-	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("geocache: read %s: %w", path, err)
-	}
-	return &mapping{data: data, path: path}, nil
-}
-
-// release unmaps the file. Only a retired generation's last user calls it.
-func (m *mapping) release() error {
-	if !m.mapped {
-		m.data = nil
-		return nil
-	}
-	m.mapped = false
-	data := m.data
-	m.data = nil
-	return munmap(data)
-}
-
 // generation is one opened database with its own cache. A reload makes a
 // new generation and retires the old one, so answers never mix databases.
 type generation[T any] struct {
+	// Read by every hit.
+	front    *front[T]
+	rootBits int  // see ipv4Aliased
+	unmap    bool // key IPv4-mapped addresses as IPv4 (see ipv4Aliased)
+	ipv4     bool // an IPv4-only database
+
+	recs records[T]
+
 	m      *mapping
 	reader *maxminddb.Reader
 	store  *store[T]
-	ipv4   bool // IPv4-only database
-	unmap  bool // key IPv4-mapped addresses as IPv4 (see ipv4Aliased)
+	warm   *warmer
 
 	// users counts lookups on the miss path (the only path that reads the
 	// mapping or calls into ristretto), per P, so entering costs no
-	// contended write. Cell.A is the count; retiring sets closing and waits
-	// for the sum to reach zero.
-	users   *pcpu.Cells
+	// contended write; retiring sets closing and waits for the sum to
+	// reach zero.
+	users   *pcpu.Counters
 	closing atomic.Bool
 	ctx     context.Context // done when retiring starts
 	cancel  context.CancelFunc
-
-	warm *warmer
 }
+
+// usersActive is the counter of generation.users.
+const usersActive pcpu.Counter = 0
 
 // open builds a generation over m; it takes ownership of m.
 func open[T any](m *mapping, o *Options) (*generation[T], error) {
@@ -121,37 +60,37 @@ func open[T any](m *mapping, o *Options) (*generation[T], error) {
 			return nil, err
 		}
 	}
-	s, err := newStore[T](o.MaxCost)
-	if err != nil {
+	tree := min(int(r.Metadata.NodeCount*r.Metadata.RecordSize/4), len(m.data))
+	var aliased bool
+	var rootBits int
+	if err := readMapping(m, func() { aliased, rootBits = ipv4Aliased(m.data[:tree], r.Metadata) }); err != nil {
 		m.release()
 		return nil, err
 	}
-	tree := int(r.Metadata.NodeCount * r.Metadata.RecordSize / 4)
-	aliased, err := readTree(m, func() bool { return ipv4Aliased(m.data[:tree], r.Metadata) })
-	if err != nil {
-		s.close()
+	g := &generation[T]{
+		rootBits: rootBits,
+		unmap:    aliased,
+		ipv4:     r.Metadata.IPVersion == 4,
+		m:        m,
+		reader:   r,
+		warm:     newWarmer(m.data, tree),
+		users:    pcpu.New(),
+	}
+	g.front = newFront[T](&g.recs)
+	if g.store, err = newStore(o.MaxCost, g.front, &g.recs); err != nil {
 		m.release()
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &generation[T]{
-		ctx:    ctx,
-		cancel: cancel,
-		m:      m,
-		reader: r,
-		store:  s,
-		ipv4:   r.Metadata.IPVersion == 4,
-		unmap:  aliased,
-		users:  pcpu.New(),
-		warm:   newWarmer(m.data, tree),
-	}, nil
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	return g, nil
 }
 
-// readTree runs f, which reads m, turning a fault into ErrFault.
-func readTree(m *mapping, f func() bool) (v bool, err error) {
+// readMapping runs f, which reads m, turning a fault into ErrFault.
+func readMapping(m *mapping, f func()) (err error) {
 	defer setPanicOnFault(setPanicOnFault(true))
 	defer guardFault(m.path, &err)
-	return f(), nil
+	f()
+	return nil
 }
 
 // key returns the form of ip that keys g's cache and asks its reader:
@@ -223,35 +162,20 @@ func (g *generation[T]) within(ctx context.Context) (context.Context, context.Ca
 // generation is retiring; the caller then retries on the current one.
 // The returned cell must be passed to exit.
 func (g *generation[T]) enter() (*pcpu.Cell, bool) {
-	c := g.users.Local()
-	c.A.Add(1)
+	c := g.users.Local(usersActive)
+	c.Add(1)
 	if g.closing.Load() {
-		c.A.Add(-1)
+		c.Add(-1)
 		return nil, false
 	}
 	return c, true
 }
 
-func (g *generation[T]) exit(c *pcpu.Cell) { c.A.Add(-1) }
-
-// current returns the serving generation with the caller entered as a
-// user of it, so that Close waits for the caller before it unmaps; or
-// ErrClosed. The caller passes the cell to g.exit.
-func (c *Cache[T]) current() (*generation[T], *pcpu.Cell, error) {
-	g := c.cur.Load()
-	if g == nil {
-		return nil, nil, ErrClosed
-	}
-	u, ok := g.enter()
-	if !ok {
-		return nil, nil, ErrClosed
-	}
-	return g, u, nil
-}
+func (g *generation[T]) exit(c *pcpu.Cell) { c.Add(-1) }
 
 // retire waits for the generation's last user, then closes its cache and
-// unmaps its file. Cache hits never need the mapping, so they go on being
-// served from the front table while this waits.
+// unmaps its file. Hits never need the mapping, so they go on being served
+// from the first level while this waits.
 func (g *generation[T]) retire() error {
 	if !g.closing.CompareAndSwap(false, true) {
 		return nil
@@ -261,10 +185,7 @@ func (g *generation[T]) retire() error {
 	// A user increments its cell before it reads closing, and retire sets
 	// closing before it reads the cells; with sequentially consistent
 	// atomics one of the two sees the other, so no user is missed.
-	for wait := time.Microsecond; ; wait = min(2*wait, time.Millisecond) {
-		if n, _, _ := g.users.Sum(); n == 0 {
-			break
-		}
+	for wait := time.Microsecond; g.users.Sum(usersActive) != 0; wait = min(2*wait, time.Millisecond) {
 		time.Sleep(wait)
 	}
 	g.store.close()

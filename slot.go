@@ -1,0 +1,82 @@
+package geocache
+
+// The first level's slots, packed so that a lookup reads few bytes: an
+// IPv4 entry is a word and its record's pointer (16 bytes), an IPv6 entry
+// three words and the pointer (32 bytes). A reader loads the word, the
+// pointer (and address words), then the word again, and trusts what it
+// read only if the word did not change; the version that every write
+// bumps makes a slot rewritten between the two loads read as changed.
+
+// slot4 is an IPv4 entry's word:
+//
+//	bits  0-5   the network's length plus one (0: an empty slot)
+//	bit   6     answered with the IPv6 network ::/N (see generation.rootBits)
+//	bit   7     in a bucket's last slot: the bucket overflowed (see front)
+//	bits  8-31  a version that every write of the slot bumps
+//	bits 32-63  the address of the block the entry is keyed by
+type slot4 uint64
+
+const (
+	slot4LenMask      = 1<<6 - 1
+	slot4V6Root       = 1 << 6
+	slot4Overflow     = 1 << 7
+	slot4VersionShift = 8
+	slot4VersionMask  = 1<<24 - 1
+	slot4AddrShift    = 32
+)
+
+// makeSlot4 encodes the entry for network bits long, keyed by the block of
+// addr (the /24 block of the address asked for networks up to /24, the
+// network itself beyond).
+func makeSlot4(addr uint32, bits int, v6Root bool) slot4 {
+	kb := max(bits, strideV4)
+	s := slot4(addr&mask32(kb))<<slot4AddrShift | slot4(bits+1)
+	if v6Root {
+		s |= slot4V6Root
+	}
+	return s
+}
+
+func (s slot4) bits() int        { return int(s&slot4LenMask) - 1 }
+func (s slot4) keyBits() int     { return max(s.bits(), strideV4) }
+func (s slot4) block() uint32    { return uint32(s >> slot4AddrShift) }
+func (s slot4) v6Root() bool     { return s&slot4V6Root != 0 }
+func (s slot4) network() uint32  { return s.block() & mask32(s.bits()) }
+func (s slot4) key() uint64      { return entryKey4(s.block(), s.keyBits()) }
+func (s slot4) empty() bool      { return s&slot4LenMask == 0 }
+func (s slot4) overflowed() bool { return s&slot4Overflow != 0 }
+func (s slot4) version() slot4   { return s >> slot4VersionShift & slot4VersionMask }
+
+// entry is s without its bucket's overflow mark and its version: what
+// names the entry.
+func (s slot4) entry() slot4 {
+	return s &^ (slot4Overflow | slot4VersionMask<<slot4VersionShift)
+}
+
+func (s slot4) covers(v uint32) bool {
+	return !s.empty() && (v^s.block())&mask32(s.keyBits()) == 0
+}
+
+// slot6 is an IPv6 entry's meta word, beside the address of the block the
+// entry is keyed by and its record's pointer (see bucket6):
+//
+//	bits  0-7   the network's length plus one (0: an empty slot)
+//	bit   8     in a bucket's last slot: the bucket overflowed (see front)
+//	bits  9-32  a version that every write of the slot bumps
+type slot6 uint64
+
+const (
+	slot6LenMask      = 1<<8 - 1
+	slot6Overflow     = 1 << 8
+	slot6VersionShift = 9
+	slot6VersionMask  = 1<<24 - 1
+)
+
+func makeSlot6(bits int) slot6 { return slot6(bits + 1) }
+
+func (s slot6) bits() int        { return int(s&slot6LenMask) - 1 }
+func (s slot6) keyBits() int     { return max(s.bits(), strideV6) }
+func (s slot6) empty() bool      { return s&slot6LenMask == 0 }
+func (s slot6) overflowed() bool { return s&slot6Overflow != 0 }
+func (s slot6) version() slot6   { return s >> slot6VersionShift & slot6VersionMask }
+func (s slot6) entry() slot6     { return s &^ (slot6Overflow | slot6VersionMask<<slot6VersionShift) }
