@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -504,4 +505,52 @@ func TestIPv4Aliased(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// The account is not a fiction: the heap a cache holds, measured after a
+// GC, is within the accounted cost plus a constant (the reader's own
+// tables, the runtime's slack), and the account charges no more than
+// about what is held. Checked full of entries and records with room to
+// spare, and at a budget that evicts.
+func TestCostsMatchTheHeap(t *testing.T) {
+	path := genDB(t, mmdbtest.Spec{Seed: 11, Networks: 200_000, Records: 20_000})
+	r := openReader(t, path)
+	var addrs []netip.Addr
+	for _, p := range workload.Networks(r) {
+		addrs = append(addrs, p.Addr())
+	}
+	const slackBytes = 4 << 20 // the documented constant: see the README's budget note
+	for _, budget := range []int64{256 << 20, 64 << 20, 16 << 20} {
+		runtime.GC()
+		heap0 := heapInUse()
+		c := mustOpen[geoip2.City](t, path, &Options{MaxCost: budget, Warmup: WarmupWait})
+		for range 2 {
+			for _, a := range addrs {
+				c.Lookup(a)
+			}
+			waitCache(c)
+		}
+		runtime.GC()
+		heap := heapInUse() - heap0
+		st := c.Stats()
+		t.Logf("budget %d MiB: heap %.1f MiB, cost %.1f MiB (%d entries, %d records)",
+			budget>>20, float64(heap)/(1<<20), float64(st.Cost)/(1<<20), st.Entries, st.Records)
+		if heap > st.Cost+slackBytes {
+			t.Errorf("budget %d: the cache holds %d bytes, accounts %d", budget, heap, st.Cost)
+		}
+		if float64(heap) < 0.75*float64(st.Cost) {
+			t.Errorf("budget %d: the account charges %d bytes for %d held", budget, st.Cost, heap)
+		}
+		if budget == 16<<20 && st.Evictions+st.Rejections == 0 {
+			t.Errorf("the small budget never evicted: %+v", st)
+		}
+		c.Close()
+	}
+}
+
+// heapInUse returns the bytes of live heap objects.
+func heapInUse() int64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

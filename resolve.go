@@ -31,7 +31,9 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 	}
 	res.Prefix = lr.Prefix()
 	s := g.store
-	admitAll := always || !s.full()
+	// While the cache has room, admissions are not contested: the
+	// doorkeeper and the frequency counts have nothing to decide.
+	contested := !always && s.full()
 
 	// The entry, decided before the record: its record is kept if it is.
 	var e4 slot4
@@ -51,13 +53,13 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		hi, lo = hi&mask64(e6.keyBits()), lo&mask64(e6.keyBits()-64)
 		key = entryKey6(hi, lo, e6.keyBits())
 	}
-	entry := s.door.seen(key) || admitAll
+	entry := !contested || s.door.seen(key)
 
 	var r *record[T]
 	if lr.Found() {
 		off := lr.Offset()
 		rk := recordKey(off)
-		keep := entry || s.door.seen(rk) || admitAll
+		keep := entry || s.door.seen(rk)
 		if r, how.decoded, err = g.recs.get(off, lr, keep); err != nil {
 			return res, how, err
 		}
@@ -68,12 +70,14 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		switch {
 		case how.decoded && keep:
 			s.cacheRecord(r, rk)
-		case !how.decoded:
+		case !how.decoded && contested:
 			s.touch(rk)
 		}
 	}
 	if entry {
-		s.touch(key)
+		if contested {
+			s.touch(key)
+		}
 		if a.Is4() {
 			how.cached = s.cacheEntry4(e4, r, key)
 		} else {

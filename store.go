@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/dgraph-io/ristretto/v2"
@@ -67,16 +68,21 @@ const (
 	kindRecord
 )
 
-// What an entry costs (measured by TestCostsMatchTheHeap): ristretto's
-// store and policy map slots for its item, and its first-level slot at
-// the lowest load a table keeps (shrinkLoad: it halves below).
+// What items cost (checked by TestCostsMatchTheHeap). Every item takes a
+// slot of ristretto's store map (its key, the item, ristretto's conflict
+// key and expiry) and of its policy's cost map (see mapBytes). An entry
+// also takes its first-level slot at the lowest load a table keeps
+// (shrinkLoad: it halves below); a record, its own bytes (record.sized)
+// and its strings (strPool).
 const (
-	itemOverhead  = 160
+	itemSlotBytes = 8 + 8 + 8 + int64(unsafe.Sizeof(item[struct{}]{})) + 24 + 1 + // store: key, storeItem, ctrl byte
+		8 + 8 + 1 // policy: key, cost, ctrl byte
+	itemCost      = itemSlotBytes * 20 / 11
 	frontShare4   = 16 * 4 // 16-byte slots at load 1/4
 	frontShare6   = 32 * 4 // 32-byte slots
-	entryCost4    = itemOverhead + frontShare4
-	entryCost6    = itemOverhead + frontShare6
-	counterBytes  = 3 // per ristretto counter: the count-min sketch and its doorkeeper
+	entryCost4    = itemCost + frontShare4
+	entryCost6    = itemCost + frontShare6
+	counterBytes  = 4 // per ristretto counter: the count-min sketch and its doorkeeper, measured
 	fixedFrontMin = minBuckets4*64 + minBuckets6*128
 )
 
@@ -101,6 +107,8 @@ func newStore[T any](maxCost int64, f *front[T], recs *records[T]) (*store[T], e
 		return nil, errors.New("geocache: MaxCost too small")
 	}
 	recs.onHeld = s.rebudget
+	recs.alive.slotBytes = 8 + 8 + 1      // byOff: key, pointer, ctrl byte
+	recs.strs.slots.slotBytes = 8 + 8 + 1 // refs: key, count, ctrl byte
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, item[T]]{
 		NumCounters:        counters,
 		MaxCost:            s.budget - s.fixed - s.slack.Load(),
@@ -174,7 +182,7 @@ func (s *store[T]) full() bool {
 // cost is the accounted bytes: Stats.Cost.
 func (s *store[T]) cost() int64 {
 	return s.fixed + s.entries4.Load()*entryCost4 + s.entries6.Load()*entryCost6 +
-		s.recBytes.Load() + s.recs.heldBytes.Load()
+		s.recBytes.Load() + s.recs.heldBytes.Load() + s.recs.strs.bytes.Load() + s.recs.alive.bytes()
 }
 
 // offer hands an item to ristretto, unless the backlog is full; false if
@@ -212,13 +220,13 @@ func (s *store[T]) costOf(it item[T]) int64 {
 		s.entries6.Add(1)
 		return entryCost6
 	}
-	size := s.recs.admitted(it.rec)
-	s.recBytes.Add(size)
-	if need := entryCost6 + size; need > s.slack.Load() {
+	size, strs := s.recs.admitted(it.rec)
+	s.recBytes.Add(size + itemCost)
+	if need := entryCost6 + size + itemCost + strs; need > s.slack.Load() {
 		s.slack.Store(need)
 		s.rebudget()
 	}
-	return size
+	return size + itemCost
 }
 
 // exit runs once for every item that was offered and is now gone:
@@ -232,20 +240,22 @@ func (s *store[T]) exit(it item[T]) {
 		s.entries6.Add(-1)
 		s.front.remove6(slot6(it.slot), it.hi, it.lo)
 	case kindRecord:
-		s.recBytes.Add(-it.rec.size)
+		s.recBytes.Add(-it.rec.size - itemCost)
 		s.recs.exited(it.rec)
 	}
 }
 
 // rebudget gives ristretto the budget less the fixed tables, the records
-// that only first-level slots hold, and a slack: an incoming item is
+// that only first-level slots hold, the strings of all records (counted
+// once each, see strPool), and a slack: an incoming item is
 // accounted from its cost function, before ristretto evicts to make room
 // for it, so the account briefly holds one item more than ristretto does.
-// The slack (the largest record seen and an entry, at least
-// min(MaxCost/64, 256 KiB)) keeps even that moment within the budget.
+// The slack (an entry and the largest record seen with the strings it
+// added, at least min(MaxCost/64, 256 KiB)) keeps even that moment within
+// the budget.
 func (s *store[T]) rebudget() {
 	if s.rc != nil {
-		s.rc.UpdateMaxCost(max(s.budget-s.fixed-s.recs.heldBytes.Load()-s.slack.Load(), 64*entryCost6))
+		s.rc.UpdateMaxCost(max(s.budget-s.fixed-s.recs.heldBytes.Load()-s.recs.strs.bytes.Load()-s.recs.alive.bytes()-s.slack.Load(), 64*entryCost6))
 	}
 }
 

@@ -15,16 +15,25 @@ const mapSlotOverhead = 16
 
 // Of returns the bytes reachable from *p: the value itself and everything
 // its strings, slices, maps, pointers and interfaces point to. Memory
-// reachable twice through one pointer is counted once; strings shared with
-// other records (the decoder interns some) are counted in full, so the
-// estimate errs high, never low.
+// reachable twice through one pointer is counted once; strings are counted
+// in full even where other values share them (see Split), so the estimate
+// errs high, never low.
 //
 // The type's layout is compiled once into a plan (the offsets of its
 // strings and slices), so sizing a struct record reads string headers
-// rather than walking it with reflection: 20x faster for geoip2.City.
+// rather than walking it with reflection.
 func Of[T any](p *T) int64 {
+	var strs int64
+	return Split(p, func(s string) { strs += int64(len(s)) }) + strs
+}
+
+// Split is Of without the bytes of strings: it calls str with every
+// non-empty string *p holds instead, so that a caller can count a string
+// that many values share (the maxminddb reader interns the strings it
+// decodes) once.
+func Split[T any](p *T, str func(string)) int64 {
 	t := reflect.TypeFor[T]()
-	var w walker
+	w := walker{str: str}
 	return int64(t.Size()) + planOf(t).measure(unsafe.Pointer(p), &w)
 }
 
@@ -91,7 +100,9 @@ func (p *plan) add(t reflect.Type, off uintptr) {
 func (p *plan) measure(base unsafe.Pointer, w *walker) int64 {
 	var n int64
 	for _, off := range p.strings {
-		n += int64(len(*(*string)(unsafe.Add(base, off))))
+		if s := *(*string)(unsafe.Add(base, off)); s != "" {
+			w.str(s)
+		}
 	}
 	for _, s := range p.slices {
 		h := (*sliceHeader)(unsafe.Add(base, s.off))
@@ -116,13 +127,19 @@ type sliceHeader struct {
 	len, cap int
 }
 
-type walker struct{ seen map[uintptr]bool }
+type walker struct {
+	seen map[uintptr]bool
+	str  func(string)
+}
 
 // indirect returns the bytes v points to, excluding v's own inline size.
 func (w *walker) indirect(v reflect.Value) int64 {
 	switch v.Kind() {
 	case reflect.String:
-		return int64(v.Len())
+		if s := v.String(); s != "" {
+			w.str(s)
+		}
+		return 0
 	case reflect.Pointer:
 		if v.IsNil() || w.seen[v.Pointer()] {
 			return 0

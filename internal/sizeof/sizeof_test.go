@@ -61,3 +61,16 @@ func TestOfAny(t *testing.T) {
 		t.Errorf("Of(map tree) = %d", got)
 	}
 }
+
+// Split leaves the strings' bytes to its callback, which sees each one.
+func TestSplit(t *testing.T) {
+	r := rec{A: "hello", In: inner{Name: "ab", Tags: []string{"tag", ""}}, Any: "str"}
+	var seen []string
+	n := Split(&r, func(s string) { seen = append(seen, s) })
+	if total := Of(&r); n != total-5-2-3-3 {
+		t.Errorf("Split = %d, Of = %d: want Of less the 13 string bytes", n, total)
+	}
+	if len(seen) != 4 {
+		t.Errorf("strings seen: %q", seen)
+	}
+}
