@@ -45,10 +45,12 @@ type front[T any] struct {
 	bytes              atomic.Int64
 }
 
-// holder keeps a record alive while a slot holds it.
+// holder keeps a record alive while a slot holds it: retain and release
+// are called under mu, finish with what they returned after mu is let go.
 type holder[T any] interface {
-	retain(*record[T])
-	release(*record[T])
+	retain(*record[T]) change
+	release(*record[T]) change
+	finish(change)
 }
 
 const (
@@ -178,6 +180,8 @@ const (
 
 // insert4 adds the entry s with its record r (nil: not found).
 func (f *front[T]) insert4(s slot4, r *record[T]) insertResult {
+	var ch change
+	defer func() { f.holder.finish(ch) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.t4.Load()
@@ -187,7 +191,7 @@ func (f *front[T]) insert4(s slot4, r *record[T]) insertResult {
 	f.over4 += t.place(s, r)
 	f.n4++
 	if r != nil {
-		f.holder.retain(r)
+		ch = f.holder.retain(r)
 	}
 	switch {
 	case float64(f.n4) > growLoad*float64(len(t.b)*ways4):
@@ -251,6 +255,8 @@ func (b *bucket4[T]) write(j int, s slot4, r *record[T]) {
 
 // remove4 drops the entry s, if it is there.
 func (f *front[T]) remove4(s slot4) {
+	var ch change
+	defer func() { f.holder.finish(ch) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.t4.Load()
@@ -262,7 +268,7 @@ func (f *front[T]) remove4(s slot4) {
 	b.write(j, 0, nil)
 	f.n4--
 	if r != nil {
-		f.holder.release(r)
+		ch = f.holder.release(r)
 	}
 	if len(t.b) > minBuckets4 && float64(f.n4) < shrinkLoad*float64(len(t.b)*ways4) {
 		f.resize4(len(t.b) / 2)
@@ -288,6 +294,8 @@ func (f *front[T]) resize4(n int) {
 // insert6 adds the entry of meta s keyed by the block at hi:lo, with its
 // record r.
 func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
+	var ch change
+	defer func() { f.holder.finish(ch) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.t6.Load()
@@ -297,7 +305,7 @@ func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
 	f.over6 += t.place(s, hi, lo, r)
 	f.n6++
 	if r != nil {
-		f.holder.retain(r)
+		ch = f.holder.retain(r)
 	}
 	switch {
 	case float64(f.n6) > growLoad*float64(len(t.b)*ways6):
@@ -358,6 +366,8 @@ func (b *bucket6[T]) write(j int, s slot6, hi, lo uint64, r *record[T]) {
 
 // remove6 drops the entry of meta s keyed by the block at hi:lo.
 func (f *front[T]) remove6(s slot6, hi, lo uint64) {
+	var ch change
+	defer func() { f.holder.finish(ch) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.t6.Load()
@@ -369,7 +379,7 @@ func (f *front[T]) remove6(s slot6, hi, lo uint64) {
 	b.write(j, 0, 0, 0, nil)
 	f.n6--
 	if r != nil {
-		f.holder.release(r)
+		ch = f.holder.release(r)
 	}
 	if len(t.b) > minBuckets6 && float64(f.n6) < shrinkLoad*float64(len(t.b)*ways6) {
 		f.resize6(len(t.b) / 2)

@@ -31,11 +31,10 @@ type record[T any] struct {
 	off  uintptr
 	size int64 // accounted bytes, set once by sized
 
-	// Guarded by records.mu.
+	// Guarded by its records shard's mu.
 	refs   int32 // first-level slots holding it
 	item   bool  // offered to ristretto, not exited yet
 	orphan bool  // held by slots, not by ristretto: counted in records.heldBytes
-	pooled bool  // its strings are counted in records.strs
 
 	// A record being decoded is in records.inflight, so that concurrent
 	// misses that need it wait for it instead of decoding it again.
@@ -48,67 +47,46 @@ type record[T any] struct {
 // that load is a cache miss a hit would pay for a record it does not read.
 func (r *record[T]) value() *T { return (*T)(unsafe.Pointer(r)) }
 
-// sized sets r.size if it is not set: r's bytes but its strings' (see
-// strPool). The map slots that hold r are charged apart (see mapSize).
+// sized sets r.size if it is not set: r's bytes, its strings counted in
+// full. The reader interns the strings it decodes, so records share most
+// of theirs (GeoLite2-City: ~400 bytes a record, all but ~11 shared), and
+// a count of each string once would charge a record a quarter less; but
+// it needs a map of every string held, updated on every admission and
+// eviction (4 us of map work a record, and a lock that misses waited
+// for), and it moved the hit ratio by nothing measurable. The map slots
+// that hold r are charged apart (see mapSize).
 func (r *record[T]) sized() int64 {
 	if r.size == 0 {
-		r.size = sizeof.Split(&r.v, func(string) {}) + int64(unsafe.Sizeof(*r)-unsafe.Sizeof(r.v))
+		r.size = sizeof.Of(&r.v) + int64(unsafe.Sizeof(*r)-unsafe.Sizeof(r.v))
 	}
 	return r.size
 }
 
-// strPool counts the strings that charged records hold, each string once.
-// The reader interns the strings it decodes: GeoLite2-City's records hold
-// ~400 bytes of strings each, and share all but ~11 bytes of them with
-// other records, so counting them per record would charge a record about a
-// third more than it holds.
-type strPool struct {
-	mu    sync.Mutex
-	refs  map[*byte]int32
-	bytes atomic.Int64 // the strings' bytes and refs' slots
-	slots mapSize
-}
-
-// pool counts the strings of r (delta 1) or lets them go (delta -1), and
-// returns the bytes the pool grew by.
-func pool[T any](p *strPool, r *record[T], delta int32) (grew int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.refs == nil {
-		p.refs = map[*byte]int32{}
-	}
-	sizeof.Split(&r.v, func(s string) {
-		k := unsafe.StringData(s)
-		switch n := p.refs[k] + delta; {
-		case n == 0:
-			delete(p.refs, k)
-			p.slots.add(-1)
-			p.bytes.Add(-int64(len(s)) - mapBytes(p.slots.slotBytes))
-		case n == 1 && delta > 0:
-			p.refs[k] = n
-			p.slots.add(1)
-			grew += int64(len(s)) + mapBytes(p.slots.slotBytes)
-		default:
-			p.refs[k] = n
-		}
-	})
-	p.bytes.Add(grew)
-	return grew
-}
-
 // records is the table of the records that are alive, and of those being
-// decoded, by data offset. The decoded ones are apart so that a miss that
-// finds its record does not read the record (a cache miss) to learn that
-// it is decoded.
+// decoded, by data offset, in shards so that concurrent misses seldom
+// share a lock. The decoded ones are apart so that a miss that finds its
+// record does not read the record (a cache miss) to learn that it is
+// decoded.
 type records[T any] struct {
+	shards [recordShards]recordShard[T]
+
+	alive atomic.Int64 // records in byOff, decoded
+
+	heldBytes atomic.Int64 // bytes of the records that slots hold and ristretto does not
+	onHeld    func()       // called when heldBytes changed, outside the shards' locks
+}
+
+const recordShards = 32
+
+type recordShard[T any] struct {
 	mu       sync.Mutex
 	byOff    map[uintptr]*record[T]
 	inflight map[uintptr]*record[T]
+	_        [64]byte // shards' locks on lines of their own
+}
 
-	alive     mapSize      // records in byOff, decoded; its bytes are byOff's
-	heldBytes atomic.Int64 // bytes of the records that slots hold and ristretto does not
-	strs      strPool      // the strings of the records that are charged
-	onHeld    func()       // called when heldBytes or strs changed, outside mu
+func (rs *records[T]) shard(off uintptr) *recordShard[T] {
+	return &rs.shards[(off*fibonacci)>>59&(recordShards-1)]
 }
 
 // get returns the record at off: alive (cached, or held by a slot), being
@@ -117,85 +95,80 @@ type records[T any] struct {
 // offer to ristretto (cacheRecord) or let go (settle); otherwise it is the
 // caller's alone. fresh reports whether this call decoded.
 func (rs *records[T]) get(off uintptr, res maxminddb.Result, keep bool) (r *record[T], fresh bool, err error) {
-	rs.mu.Lock()
-	if r = rs.byOff[off]; r != nil {
-		rs.mu.Unlock()
+	sh := rs.shard(off)
+	sh.mu.Lock()
+	if r = sh.byOff[off]; r != nil {
+		sh.mu.Unlock()
 		return r, false, nil
 	}
-	if r = rs.inflight[off]; r != nil {
-		rs.mu.Unlock()
+	if r = sh.inflight[off]; r != nil {
+		sh.mu.Unlock()
 		r.ready.Wait()
 		return r, false, r.err
 	}
 	r = &record[T]{off: off}
 	r.ready.Add(1)
-	if rs.inflight == nil {
-		rs.inflight, rs.byOff = map[uintptr]*record[T]{}, map[uintptr]*record[T]{}
+	if sh.inflight == nil {
+		sh.inflight, sh.byOff = map[uintptr]*record[T]{}, map[uintptr]*record[T]{}
 	}
-	rs.inflight[off] = r
-	rs.mu.Unlock()
+	sh.inflight[off] = r
+	sh.mu.Unlock()
 	defer func() {
 		// A fault unwinding to the caller's guard leaves an error too.
 		if !fresh && err == nil {
 			err = ErrFault
 		}
 		r.err = err
-		rs.mu.Lock()
-		delete(rs.inflight, off)
+		sh.mu.Lock()
+		delete(sh.inflight, off)
 		if err == nil && keep {
-			rs.byOff[off] = r
-			rs.alive.add(1)
+			sh.byOff[off] = r
+			rs.alive.Add(1)
 		}
-		rs.mu.Unlock()
+		sh.mu.Unlock()
 		r.ready.Done()
 	}()
 	err = res.Decode(&r.v)
 	return r, err == nil, err
 }
 
-// dead forgets r once nothing holds it; it reports whether it did.
-// Caller holds mu.
-func (rs *records[T]) dead(r *record[T]) bool {
+// dead forgets r once nothing holds it. Caller holds r's shard's mu.
+func (rs *records[T]) dead(r *record[T]) {
 	if r.refs > 0 || r.item {
-		return false
+		return
 	}
-	if rs.byOff[r.off] == r {
-		delete(rs.byOff, r.off)
-		rs.alive.add(-1)
+	if sh := rs.shard(r.off); sh.byOff[r.off] == r {
+		delete(sh.byOff, r.off)
+		rs.alive.Add(-1)
 	}
-	if r.pooled {
-		r.pooled = false
-		pool(&rs.strs, r, -1)
-	}
-	return true
 }
 
-// charged counts r's strings, the first time r is charged (admitted, or
-// held), and returns the bytes the string pool grew by. Caller holds mu.
-func (rs *records[T]) charged(r *record[T]) int64 {
-	if r.pooled {
-		return 0
+// change is what retain and release leave to do after the caller (the
+// first level, under its lock) lets its lock go: tell the store that the
+// held bytes changed, which takes ristretto's policy lock.
+type change bool
+
+// finish does what a change left to do.
+func (rs *records[T]) finish(c change) {
+	if c {
+		rs.onHeld()
 	}
-	r.pooled = true
-	return pool(&rs.strs, r, 1)
 }
 
 // settle lets a record that get kept go, unless it was offered or a slot
 // holds it.
 func (rs *records[T]) settle(r *record[T]) {
-	rs.mu.Lock()
-	pooled := r.pooled
-	gone := rs.dead(r) && pooled
-	rs.mu.Unlock()
-	if gone {
-		rs.onHeld()
-	}
+	mu := &rs.shard(r.off).mu
+	mu.Lock()
+	rs.dead(r)
+	mu.Unlock()
 }
 
 // offer marks r as offered to ristretto; false if it was already.
 func (rs *records[T]) offer(r *record[T]) bool {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
+	mu := &rs.shard(r.off).mu
+	mu.Lock()
+	defer mu.Unlock()
 	if r.item {
 		return false
 	}
@@ -203,39 +176,35 @@ func (rs *records[T]) offer(r *record[T]) bool {
 	return true
 }
 
-// retain and release count the slots that hold r (the front calls them,
-// under its lock). A record that only slots hold is charged as held.
-func (rs *records[T]) retain(r *record[T]) {
-	rs.mu.Lock()
+// retain and release count the slots that hold r (the first level calls
+// them, under its lock). A record that only slots hold is charged as held.
+// The caller passes what they return to finish, once it holds no lock.
+func (rs *records[T]) retain(r *record[T]) change {
+	mu := &rs.shard(r.off).mu
+	mu.Lock()
+	defer mu.Unlock()
 	r.refs++
-	changed := r.refs == 1 && !r.item && rs.hold(r, true)
-	rs.mu.Unlock()
-	if changed {
-		rs.onHeld()
-	}
+	return change(r.refs == 1 && !r.item && rs.hold(r, true))
 }
 
-func (rs *records[T]) release(r *record[T]) {
-	rs.mu.Lock()
+func (rs *records[T]) release(r *record[T]) change {
+	mu := &rs.shard(r.off).mu
+	mu.Lock()
+	defer mu.Unlock()
 	r.refs--
-	pooled := r.pooled
-	changed := r.refs == 0 && rs.hold(r, false)
-	changed = rs.dead(r) && pooled || changed
-	rs.mu.Unlock()
-	if changed {
-		rs.onHeld()
-	}
+	c := change(r.refs == 0 && rs.hold(r, false))
+	rs.dead(r)
+	return c
 }
 
 // hold moves r in or out of heldBytes; it reports whether it did. Caller
-// holds mu.
+// holds r's shard's mu.
 func (rs *records[T]) hold(r *record[T], held bool) bool {
 	if r.orphan == held {
 		return false
 	}
 	r.orphan = held
 	if held {
-		rs.charged(r)
 		rs.heldBytes.Add(r.sized())
 	} else {
 		rs.heldBytes.Add(-r.size)
@@ -244,45 +213,28 @@ func (rs *records[T]) hold(r *record[T], held bool) bool {
 }
 
 // admitted runs in ristretto's cost function for r's item: r's bytes are
-// now the item's cost, not held bytes. It returns them, and what r's
-// strings added to the pool.
-func (rs *records[T]) admitted(r *record[T]) (size, strs int64) {
-	size = r.sized()
-	rs.mu.Lock()
-	strs = rs.charged(r)
-	changed := rs.hold(r, false) || strs != 0
-	rs.mu.Unlock()
-	if changed {
-		rs.onHeld()
-	}
-	return size, strs
+// now the item's cost, not held bytes. It returns them.
+func (rs *records[T]) admitted(r *record[T]) int64 {
+	size := r.sized()
+	mu := &rs.shard(r.off).mu
+	mu.Lock()
+	held := rs.hold(r, false)
+	mu.Unlock()
+	rs.finish(change(held))
+	return size
 }
 
 // exited runs when r's item is gone (rejected, evicted, or never handed
 // over): r lives on as held if slots hold it.
 func (rs *records[T]) exited(r *record[T]) {
-	rs.mu.Lock()
+	mu := &rs.shard(r.off).mu
+	mu.Lock()
 	r.item = false
-	pooled := r.pooled
-	changed := r.refs > 0 && rs.hold(r, true)
-	changed = rs.dead(r) && pooled || changed
-	rs.mu.Unlock()
-	if changed {
-		rs.onHeld()
-	}
+	held := r.refs > 0 && rs.hold(r, true)
+	rs.dead(r)
+	mu.Unlock()
+	rs.finish(change(held))
 }
-
-// mapSize follows the number of entries of a Go map and the bytes the map
-// holds for them (see mapBytes). A map never shrinks, so one that was
-// larger holds more: TestCostsMatchTheHeap bounds what that leaves out.
-type mapSize struct {
-	n         atomic.Int64
-	slotBytes int64
-}
-
-func (m *mapSize) add(d int64)  { m.n.Add(d) }
-func (m *mapSize) bytes() int64 { return mapBytes(m.n.Load() * m.slotBytes) }
-func (m *mapSize) Load() int64  { return m.n.Load() }
 
 // mapBytes is what a Go map holds for slots of slotBytes in all: a map
 // doubles when 7/8 full, so its load runs from 7/16 to 7/8, and measured

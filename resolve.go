@@ -34,6 +34,7 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 	// While the cache has room, admissions are not contested: the
 	// doorkeeper and the frequency counts have nothing to decide.
 	contested := !always && s.full()
+	report := contested && s.sampled()
 
 	// The entry, decided before the record: its record is kept if it is.
 	var e4 slot4
@@ -70,12 +71,12 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		switch {
 		case how.decoded && keep:
 			s.cacheRecord(r, rk)
-		case !how.decoded && contested:
+		case !how.decoded && report:
 			s.touch(rk)
 		}
 	}
 	if entry {
-		if contested {
+		if report {
 			s.touch(key)
 		}
 		if a.Is4() {

@@ -27,6 +27,7 @@ type store[T any] struct {
 	budget int64        // MaxCost
 	fixed  int64        // ristretto's counters, the doorkeeper, the first level's smallest tables
 	slack  atomic.Int64 // headroom for one admission in progress; see rebudget
+	isFull atomic.Bool  // see full
 
 	// Accounted from ristretto's cost function to its exit callback.
 	entries4, entries6 atomic.Int64
@@ -47,7 +48,15 @@ type store[T any] struct {
 const (
 	offersHanded   pcpu.Counter = iota // items handed to ristretto
 	offersAttempts                     // offers, handed or not
+	missesSeen                         // misses, for sampling their reports
 )
+
+// sampled reports whether this miss is one to report to ristretto's
+// admission policy: one in touchEvery per P, as for hits, so that the
+// policy's counts of cached and new items are in proportion.
+func (s *store[T]) sampled() bool {
+	return s.offers.Inc(missesSeen)&(touchEvery-1) == 0
+}
 
 // item is what ristretto holds: a network entry (the words that name its
 // first-level slot, so that the exit callback can take it out) or a
@@ -72,8 +81,7 @@ const (
 // slot of ristretto's store map (its key, the item, ristretto's conflict
 // key and expiry) and of its policy's cost map (see mapBytes). An entry
 // also takes its first-level slot at the lowest load a table keeps
-// (shrinkLoad: it halves below); a record, its own bytes (record.sized)
-// and its strings (strPool).
+// (shrinkLoad: it halves below); a record, its own bytes (record.sized).
 const (
 	itemSlotBytes = 8 + 8 + 8 + int64(unsafe.Sizeof(item[struct{}]{})) + 24 + 1 + // store: key, storeItem, ctrl byte
 		8 + 8 + 1 // policy: key, cost, ctrl byte
@@ -107,8 +115,6 @@ func newStore[T any](maxCost int64, f *front[T], recs *records[T]) (*store[T], e
 		return nil, errors.New("geocache: MaxCost too small")
 	}
 	recs.onHeld = s.rebudget
-	recs.alive.slotBytes = 8 + 8 + 1      // byOff: key, pointer, ctrl byte
-	recs.strs.slots.slotBytes = 8 + 8 + 1 // refs: key, count, ctrl byte
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, item[T]]{
 		NumCounters:        counters,
 		MaxCost:            s.budget - s.fixed - s.slack.Load(),
@@ -174,15 +180,22 @@ func (s *store[T]) cacheRecord(r *record[T], key uint64) {
 }
 
 // full reports whether the cache is within an eighth of its budget: from
-// then on, admissions are contested, and the doorkeeper screens them.
-func (s *store[T]) full() bool {
-	return s.cost() > s.budget-s.budget/8
+// then on, admissions are contested, and the doorkeeper screens them. It
+// reads a flag that the account's writers keep, one word that every miss
+// reads and few write.
+func (s *store[T]) full() bool { return s.isFull.Load() }
+
+// account updates the flag of full after the account changed.
+func (s *store[T]) account() {
+	if f := s.cost() > s.budget-s.budget/8; f != s.isFull.Load() {
+		s.isFull.Store(f)
+	}
 }
 
 // cost is the accounted bytes: Stats.Cost.
 func (s *store[T]) cost() int64 {
 	return s.fixed + s.entries4.Load()*entryCost4 + s.entries6.Load()*entryCost6 +
-		s.recBytes.Load() + s.recs.heldBytes.Load() + s.recs.strs.bytes.Load() + s.recs.alive.bytes()
+		s.recBytes.Load() + s.recs.heldBytes.Load()
 }
 
 // offer hands an item to ristretto, unless the backlog is full; false if
@@ -212,6 +225,7 @@ func (s *store[T]) touch(key uint64) { s.rc.Get(key) }
 // admit, which keeps the sizing of records off the lookup path.
 func (s *store[T]) costOf(it item[T]) int64 {
 	s.costed.Add(1)
+	defer s.account()
 	switch it.kind {
 	case kindEntry4:
 		s.entries4.Add(1)
@@ -220,9 +234,9 @@ func (s *store[T]) costOf(it item[T]) int64 {
 		s.entries6.Add(1)
 		return entryCost6
 	}
-	size, strs := s.recs.admitted(it.rec)
+	size := s.recs.admitted(it.rec)
 	s.recBytes.Add(size + itemCost)
-	if need := entryCost6 + size + itemCost + strs; need > s.slack.Load() {
+	if need := entryCost6 + size + itemCost; need > s.slack.Load() {
 		s.slack.Store(need)
 		s.rebudget()
 	}
@@ -232,6 +246,7 @@ func (s *store[T]) costOf(it item[T]) int64 {
 // exit runs once for every item that was offered and is now gone:
 // rejected, evicted, or cleared on close.
 func (s *store[T]) exit(it item[T]) {
+	defer s.account()
 	switch it.kind {
 	case kindEntry4:
 		s.entries4.Add(-1)
@@ -246,16 +261,15 @@ func (s *store[T]) exit(it item[T]) {
 }
 
 // rebudget gives ristretto the budget less the fixed tables, the records
-// that only first-level slots hold, the strings of all records (counted
-// once each, see strPool), and a slack: an incoming item is
+// that only first-level slots hold, and a slack: an incoming item is
 // accounted from its cost function, before ristretto evicts to make room
 // for it, so the account briefly holds one item more than ristretto does.
-// The slack (an entry and the largest record seen with the strings it
-// added, at least min(MaxCost/64, 256 KiB)) keeps even that moment within
-// the budget.
+// The slack (an entry and the largest record seen, at least
+// min(MaxCost/64, 256 KiB)) keeps even that moment within the budget.
 func (s *store[T]) rebudget() {
+	s.account()
 	if s.rc != nil {
-		s.rc.UpdateMaxCost(max(s.budget-s.fixed-s.recs.heldBytes.Load()-s.recs.strs.bytes.Load()-s.recs.alive.bytes()-s.slack.Load(), 64*entryCost6))
+		s.rc.UpdateMaxCost(max(s.budget-s.fixed-s.recs.heldBytes.Load()-s.slack.Load(), 64*entryCost6))
 	}
 }
 
