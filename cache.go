@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -36,10 +37,11 @@ type Result[T any] struct {
 // All methods are safe for concurrent use. The zero Cache is not usable:
 // create one with Open or OpenBytes, and Close it to release the mapping.
 type Cache[T any] struct {
-	cur   atomic.Pointer[generation[T]]
-	stats *pcpu.Counters // statHits, statMisses, statSlowHits, statDecodes
-	opts  Options
-	ready *readiness
+	cur     atomic.Pointer[generation[T]]
+	stats   *pcpu.Counters // statHits, statMisses, statSlowHits, statDecodes
+	opts    Options
+	ready   *readiness
+	sampler *sampler // for HitRatioAt
 
 	reloadMu       sync.Mutex         // serializes Reload and Close
 	path           string             // the file last opened; guarded by reloadMu
@@ -91,6 +93,7 @@ func newCache[T any](m *mapping, o *Options) (*Cache[T], error) {
 		return nil, err
 	}
 	c := &Cache[T]{stats: pcpu.New(), opts: *o, ready: newReadiness()}
+	c.sampler = newSampler(c.stats.Ps(), o.MaxCost, func() uint64 { return uint64(c.stats.Sum(statHits) + c.stats.Sum(statMisses)) })
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.cur.Store(g)
 	var hot func(context.Context)
@@ -137,6 +140,7 @@ func (c *Cache[T]) Close() error {
 			c.err = g.retire()
 		}
 		c.ready.mark() // WaitReady returns ErrClosed
+		c.sampler.close()
 		c.err = errors.Join(saveErr, c.err)
 	})
 	return c.err
@@ -185,7 +189,8 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 	// The hit path of IPv4, the common case, written out here: each call
 	// and each copy of the Result it returned measured a few percent of a
 	// hit.
-	if s, r, ok := g.front.lookup4(addr4(a)); ok {
+	v := addr4(a)
+	if s, r, ok := g.front.lookup4(v); ok {
 		if r != nil {
 			res.Record, res.Found = r.value(), true
 		}
@@ -197,9 +202,26 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 		if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
 			g.touch(s.key(), r)
 		}
+		if eh := uint8(blockHash4(v) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
+			c.sample(eh, s.key, false, r, s.sample())
+		}
 		return res, nil
 	}
 	return c.miss(ip)
+}
+
+// sample hands a lookup that the sampler may follow to it: the entry
+// (sampling hash eh, identity key()) and its record (r, hash rh).
+func (c *Cache[T]) sample(eh uint8, key func() uint64, v6 bool, r *record[T], rh uint8) {
+	ref := sampleRef{eh: eh, rh: rh, v6: v6}
+	if c.sampler.sampled(eh) {
+		ref.entry = key()
+	}
+	if r != nil && c.sampler.sampled(rh) {
+		// Reading the record is a cache miss, paid by sampled lookups.
+		ref.rec, ref.rcost = uint64(r.off)+1, int32(min(r.sized()+itemCost, math.MaxInt32))
+	}
+	c.sampler.push(ref)
 }
 
 // lookup6 is Lookup for the IPv6 address a (ip as asked).
@@ -214,8 +236,12 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 	}
 	b := s.bits()
 	res.Prefix = netip.PrefixFrom(from6(hi&mask64(b), lo&mask64(b-64)), b)
+	key := func() uint64 { return entryKey6(hi, lo, s.keyBits()) }
 	if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
-		g.touch(entryKey6(hi, lo, s.keyBits()), r)
+		g.touch(key(), r)
+	}
+	if eh := uint8(blockHash6(ahi) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
+		c.sample(eh, key, true, r, s.sample())
 	}
 	return res, nil
 }
@@ -247,6 +273,9 @@ func (c *Cache[T]) miss(ip netip.Addr) (Result[T], error) {
 		if err != nil {
 			return Result[T]{}, &LookupError{Addr: ip, Err: err}
 		}
+		if c.sampler.sampled(how.eh) || how.rec != nil && c.sampler.sampled(how.rh) {
+			c.sample(how.eh, func() uint64 { return how.key }, how.v6, (*record[T])(how.rec), how.rh)
+		}
 		if how.cached {
 			c.stats.Inc(statHits)
 			c.stats.Inc(statSlowHits)
@@ -258,6 +287,19 @@ func (c *Cache[T]) miss(ip netip.Addr) (Result[T], error) {
 		}
 		return res, nil
 	}
+}
+
+// HitRatioAt estimates the hit ratio that the recent traffic would get
+// with Options.MaxCost at maxCost: the share of lookups whose network
+// would still be cached, were the cache to keep the most recently used
+// networks and records that fit. It is measured as the cache serves (see
+// mrc.go), from a sample of the lookups, and describes the last few
+// hundred thousand of them; ok is false until enough were sampled. It
+// costs a lock and a scan of a histogram; the lookups pay nothing for it
+// but a compare, and one in sixteen of them at most an append.
+func (c *Cache[T]) HitRatioAt(maxCost int64) (ratio float64, ok bool) {
+	maxCost = max(maxCost, 1<<20)
+	return c.sampler.hitRatio(maxCost - fixedCost(maxCost) - minSlack(maxCost))
 }
 
 // current returns the serving generation with the caller entered as a

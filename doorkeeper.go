@@ -25,14 +25,21 @@ type doorkeeper struct {
 
 // newDoorkeeper returns a doorkeeper for windows of about keys keys.
 func newDoorkeeper(keys int64) *doorkeeper {
-	n := uint64(64)
-	for n < uint64(keys)*8 {
-		n <<= 1
-	}
+	n := doorkeeperBits(keys)
 	d := &doorkeeper{mask: n - 1, limit: int64(n / 8)}
 	d.reset()
 	return d
 }
+
+func doorkeeperBits(keys int64) uint64 {
+	n := uint64(64)
+	for n < uint64(keys)*8 {
+		n <<= 1
+	}
+	return n
+}
+
+func doorkeeperBytes(keys int64) int64 { return int64(doorkeeperBits(keys) / 8) }
 
 func (d *doorkeeper) reset() {
 	w := make([]atomic.Uint64, (d.mask+1)/64)

@@ -29,7 +29,7 @@ import (
 type record[T any] struct {
 	v    T // first: see value
 	off  uintptr
-	size int64 // accounted bytes, set once by sized
+	size atomic.Int64 // accounted bytes, set once by sized
 
 	// Guarded by its records shard's mu.
 	refs   int32 // first-level slots holding it
@@ -48,19 +48,24 @@ type record[T any] struct {
 func (r *record[T]) value() *T { return (*T)(unsafe.Pointer(r)) }
 
 // sized sets r.size if it is not set: r's bytes, its strings counted in
-// full. The reader interns the strings it decodes, so records share most
-// of theirs (GeoLite2-City: ~400 bytes a record, all but ~11 shared), and
-// a count of each string once would charge a record a quarter less; but
-// it needs a map of every string held, updated on every admission and
-// eviction (4 us of map work a record, and a lock that misses waited
-// for), and it moved the hit ratio by nothing measurable. The map slots
-// that hold r are charged apart (see mapSize).
+// full, and its slot in records.byOff. The reader interns the strings it
+// decodes, so records share most of theirs (GeoLite2-City: ~400 bytes a
+// record, all but ~11 shared), and a count of each string once would
+// charge a record a quarter less; but it needs a map of every string
+// held, updated on every admission and eviction (4 us of map work a
+// record, and a lock that misses waited for), and it moved the hit ratio
+// by nothing measurable.
 func (r *record[T]) sized() int64 {
-	if r.size == 0 {
-		r.size = sizeof.Of(&r.v) + int64(unsafe.Sizeof(*r)-unsafe.Sizeof(r.v))
+	if n := r.size.Load(); n != 0 {
+		return n
 	}
-	return r.size
+	r.size.CompareAndSwap(0, sizeof.Of(&r.v)+int64(unsafe.Sizeof(*r)-unsafe.Sizeof(r.v))+mapBytes(byOffSlotBytes))
+	return r.size.Load()
 }
+
+// byOffSlotBytes is what a record takes in records.byOff: its key, its
+// pointer and a control byte.
+const byOffSlotBytes = 8 + 8 + 1
 
 // records is the table of the records that are alive, and of those being
 // decoded, by data offset, in shards so that concurrent misses seldom
@@ -207,7 +212,7 @@ func (rs *records[T]) hold(r *record[T], held bool) bool {
 	if held {
 		rs.heldBytes.Add(r.sized())
 	} else {
-		rs.heldBytes.Add(-r.size)
+		rs.heldBytes.Add(-r.size.Load())
 	}
 	return true
 }

@@ -2,12 +2,19 @@ package geocache
 
 import (
 	"net/netip"
+	"unsafe"
 )
 
-// resolved says what resolve did beyond answering.
+// resolved says what resolve did beyond answering, and what the sampler
+// needs to know of the lookup.
 type resolved struct {
 	cached  bool // the network was cached already: another lookup raced this one
 	decoded bool // the record was decoded, not found cached
+
+	key    uint64 // the entry's ristretto key
+	eh, rh uint8  // the sampling hashes of its block and its record
+	v6     bool
+	rec    unsafe.Pointer // the record, a *record[T]; nil if not found
 }
 
 // resolve answers a from the database, and caches what the traffic makes
@@ -48,12 +55,15 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		}
 		e4 = makeSlot4(addr4(a), bits, v6Root)
 		key = e4.key()
+		how.eh = uint8(blockHash4(addr4(a)) >> 56)
 	} else {
 		e6 = makeSlot6(bits)
 		hi, lo = addr6(a)
+		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
 		hi, lo = hi&mask64(e6.keyBits()), lo&mask64(e6.keyBits()-64)
 		key = entryKey6(hi, lo, e6.keyBits())
 	}
+	how.key = key
 	entry := !contested || s.door.seen(key)
 
 	var r *record[T]
@@ -65,6 +75,8 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 			return res, how, err
 		}
 		res.Record, res.Found = r.value(), true
+		how.rec, how.rh = unsafe.Pointer(r), uint8(rk>>56)
+		e4, e6 = e4.withSample(how.rh), e6.withSample(how.rh)
 		if keep {
 			defer g.recs.settle(r)
 		}

@@ -12,7 +12,8 @@ package geocache
 //	bits  0-5   the network's length plus one (0: an empty slot)
 //	bit   6     answered with the IPv6 network ::/N (see generation.rootBits)
 //	bit   7     in a bucket's last slot: the bucket overflowed (see front)
-//	bits  8-31  a version that every write of the slot bumps
+//	bits  8-23  a version that every write of the slot bumps
+//	bits 24-31  the record's sampling hash (see sampler)
 //	bits 32-63  the address of the block the entry is keyed by
 type slot4 uint64
 
@@ -21,7 +22,8 @@ const (
 	slot4V6Root       = 1 << 6
 	slot4Overflow     = 1 << 7
 	slot4VersionShift = 8
-	slot4VersionMask  = 1<<24 - 1
+	slot4VersionMask  = 1<<16 - 1
+	slot4SampleShift  = 24
 	slot4AddrShift    = 32
 )
 
@@ -46,6 +48,10 @@ func (s slot4) key() uint64      { return entryKey4(s.block(), s.keyBits()) }
 func (s slot4) empty() bool      { return s&slot4LenMask == 0 }
 func (s slot4) overflowed() bool { return s&slot4Overflow != 0 }
 func (s slot4) version() slot4   { return s >> slot4VersionShift & slot4VersionMask }
+func (s slot4) sample() uint8    { return uint8(s >> slot4SampleShift) }
+func (s slot4) withSample(h uint8) slot4 {
+	return s&^(0xff<<slot4SampleShift) | slot4(h)<<slot4SampleShift
+}
 
 // entry is s without its bucket's overflow mark and its version: what
 // names the entry.
@@ -62,14 +68,16 @@ func (s slot4) covers(v uint32) bool {
 //
 //	bits  0-7   the network's length plus one (0: an empty slot)
 //	bit   8     in a bucket's last slot: the bucket overflowed (see front)
-//	bits  9-32  a version that every write of the slot bumps
+//	bits  9-24  a version that every write of the slot bumps
+//	bits 25-32  the record's sampling hash (see sampler)
 type slot6 uint64
 
 const (
 	slot6LenMask      = 1<<8 - 1
 	slot6Overflow     = 1 << 8
 	slot6VersionShift = 9
-	slot6VersionMask  = 1<<24 - 1
+	slot6VersionMask  = 1<<16 - 1
+	slot6SampleShift  = 25
 )
 
 func makeSlot6(bits int) slot6 { return slot6(bits + 1) }
@@ -79,4 +87,8 @@ func (s slot6) keyBits() int     { return max(s.bits(), strideV6) }
 func (s slot6) empty() bool      { return s&slot6LenMask == 0 }
 func (s slot6) overflowed() bool { return s&slot6Overflow != 0 }
 func (s slot6) version() slot6   { return s >> slot6VersionShift & slot6VersionMask }
-func (s slot6) entry() slot6     { return s &^ (slot6Overflow | slot6VersionMask<<slot6VersionShift) }
+func (s slot6) sample() uint8    { return uint8(s >> slot6SampleShift) }
+func (s slot6) withSample(h uint8) slot6 {
+	return s&^(0xff<<slot6SampleShift) | slot6(h)<<slot6SampleShift
+}
+func (s slot6) entry() slot6 { return s &^ (slot6Overflow | slot6VersionMask<<slot6VersionShift) }

@@ -3,6 +3,7 @@ package geocache
 import (
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"unsafe"
 
@@ -105,18 +106,30 @@ const checkEvery = 64
 // DroppedSets).
 const maxPending = 4096
 
+// The tables a budget pays for before any item: ristretto's counters
+// (~10x the items), the doorkeeper, the first level's smallest tables,
+// the sampler's model (see HitRatioAt), and the slack (see rebudget) at
+// its least.
+func counters(maxCost int64) int64 { return max(maxCost/64, 1024) }
+func doorKeys(maxCost int64) int64 { return max(maxCost/256, 1024) }
+func minSlack(maxCost int64) int64 { return entryCost6 + min(maxCost/64, 256<<10) }
+func fixedCost(maxCost int64) int64 {
+	return counters(maxCost)*counterBytes + doorkeeperBytes(doorKeys(maxCost)) + fixedFrontMin +
+		int64(maxSampled(maxCost))*sampledObjBytes + int64(traceLen(maxCost))*traceRefBytes +
+		int64(samplerBuffers(runtime.NumCPU()))*refsPerBuffer*int64(unsafe.Sizeof(sampleRef{}))
+}
+
 func newStore[T any](maxCost int64, f *front[T], recs *records[T]) (*store[T], error) {
 	s := &store[T]{front: f, recs: recs, budget: maxCost, offers: pcpu.New()}
-	counters := max(maxCost/64, 1024) // ~10x the items
-	s.door = newDoorkeeper(max(maxCost/256, 1024))
-	s.fixed = counters*counterBytes + s.door.bytes() + fixedFrontMin
-	s.slack.Store(entryCost6 + min(maxCost/64, 256<<10))
+	s.door = newDoorkeeper(doorKeys(maxCost))
+	s.fixed = fixedCost(maxCost)
+	s.slack.Store(minSlack(maxCost))
 	if s.budget-s.fixed-s.slack.Load() < 64*entryCost6 {
 		return nil, errors.New("geocache: MaxCost too small")
 	}
 	recs.onHeld = s.rebudget
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, item[T]]{
-		NumCounters:        counters,
+		NumCounters:        counters(maxCost),
 		MaxCost:            s.budget - s.fixed - s.slack.Load(),
 		BufferItems:        64,
 		IgnoreInternalCost: true,
@@ -255,7 +268,7 @@ func (s *store[T]) exit(it item[T]) {
 		s.entries6.Add(-1)
 		s.front.remove6(slot6(it.slot), it.hi, it.lo)
 	case kindRecord:
-		s.recBytes.Add(-it.rec.size - itemCost)
+		s.recBytes.Add(-it.rec.size.Load() - itemCost)
 		s.recs.exited(it.rec)
 	}
 }

@@ -89,3 +89,14 @@ func (c *Counters) Sum(k Counter) int64 {
 	}
 	return n
 }
+
+// Pin pins the calling goroutine to its P, so that nothing else runs there
+// until Unpin, and returns the P's id. The caller must not block, allocate
+// or call anything that might in between.
+func Pin() int { return procPin() }
+
+// Unpin ends Pin.
+func Unpin() { procUnpin() }
+
+// Ps returns how many Ps the counters have cells for.
+func (c *Counters) Ps() int { return len(c.cells) }

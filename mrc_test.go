@@ -1,0 +1,60 @@
+package geocache
+
+import (
+	"testing"
+
+	"github.com/oschwald/geoip2-golang/v2"
+
+	"github.com/geocache/geocache/internal/mmdbtest"
+	"github.com/geocache/geocache/internal/workload"
+)
+
+// HitRatioAt predicts what a cache at another budget sees: after the same
+// traffic has run twice, its estimate for four times the budget is within
+// 3 points of the hit ratio a cache run at that budget has on the
+// traffic's second pass; and it says it does not know before it has seen
+// enough.
+func TestHitRatioAt(t *testing.T) {
+	path := genDB(t, mmdbtest.Spec{Seed: 12, Networks: 100_000, Records: 10_000})
+	traffic := workload.Zipf(workload.Networks(openReader(t, path)), 300_000, 12)
+	const budget = 2 << 20
+	secondPass := func(c *Cache[geoip2.City]) float64 {
+		for _, a := range traffic {
+			c.Lookup(a)
+		}
+		waitCache(c)
+		st0 := c.Stats()
+		for _, a := range traffic {
+			c.Lookup(a)
+		}
+		st := c.Stats()
+		return float64(st.Hits-st0.Hits) / float64(len(traffic))
+	}
+	c := mustOpen[geoip2.City](t, path, &Options{MaxCost: budget})
+	defer c.Close()
+	if _, ok := c.HitRatioAt(4 * budget); ok {
+		t.Fatal("an estimate before any traffic")
+	}
+	own := secondPass(c)
+	predicted, ok := c.HitRatioAt(4 * budget)
+	if !ok {
+		t.Fatal("no estimate after two passes of traffic")
+	}
+	big := mustOpen[geoip2.City](t, path, &Options{MaxCost: 4 * budget})
+	actual := secondPass(big)
+	big.Close()
+	same, _ := c.HitRatioAt(budget)
+	t.Logf("at %d MiB: predicted %.3f, actual %.3f; at 4x: predicted %.3f, actual %.3f",
+		budget>>20, same, own, predicted, actual)
+	if d := predicted - actual; d > 0.03 || d < -0.03 {
+		t.Errorf("4x the budget: predicted %.3f, a cache there hit %.3f", predicted, actual)
+	}
+	prev := 0.0
+	for _, b := range []int64{budget / 2, budget, 2 * budget, 4 * budget, 16 * budget, 1 << 40} {
+		r, _ := c.HitRatioAt(b)
+		if r < prev-0.005 || r < 0 || r > 1 {
+			t.Errorf("the estimate at %d bytes is %.3f, below %.3f at a smaller budget", b, r, prev)
+		}
+		prev = max(prev, r)
+	}
+}
