@@ -47,9 +47,6 @@ func (d *doorkeeper) reset() {
 	d.added.Store(0)
 }
 
-// bytes is the filter's size.
-func (d *doorkeeper) bytes() int64 { return int64(d.mask+1) / 8 }
-
 // seen reports whether key (a hash) was seen since the last reset, and
 // remembers it.
 func (d *doorkeeper) seen(key uint64) bool {

@@ -74,7 +74,6 @@ type sampler struct {
 }
 
 type samplerBuf struct {
-	mu   sync.Mutex // race builds only: see push
 	refs *[]sampleRef
 	_    [64]byte
 }

@@ -21,7 +21,7 @@ import (
 
 // rec stands for a decoded record; lookups return its pointer and never
 // read it, as a cache hit does not.
-type rec struct{ b [1200]byte }
+type rec struct{ _ [1200]byte }
 
 type data struct {
 	v4  []uint32

@@ -1,0 +1,227 @@
+package geocache
+
+import (
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// countingHolder counts what the first level holds, per record.
+type countingHolder struct {
+	mu   sync.Mutex
+	held map[*record[uint32]]int
+}
+
+func newCountingHolder() *countingHolder {
+	return &countingHolder{held: map[*record[uint32]]int{}}
+}
+
+func (h *countingHolder) retain(r *record[uint32]) change {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held[r]++
+	return false
+}
+
+func (h *countingHolder) release(r *record[uint32]) change {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.held[r]--; h.held[r] == 0 {
+		delete(h.held, r)
+	}
+	return false
+}
+
+func (*countingHolder) finish(change) {}
+
+// frontEntries4 is a golden reference of the IPv4 entries in a front: for
+// each /24 block, either one network of at most 24 bits or the /25-/32
+// networks it is split into, each with a record that names it.
+type frontEntries4 map[slot4]*record[uint32]
+
+// entryFor returns the entry of es that covers v, by brute force.
+func (es frontEntries4) entryFor(v uint32) (slot4, bool) {
+	for s := range es {
+		if s.covers(v) {
+			return s, true
+		}
+	}
+	return 0, false
+}
+
+// randomEntry4 returns an entry in one of few /24 blocks (so that homes
+// collide and buckets overflow), either a network up to /24 or one of the
+// halves a block is split into, and its record.
+func randomEntry4(rnd *rand.Rand, blocks int) (slot4, *record[uint32]) {
+	block := uint32(rnd.IntN(blocks)) * 0x100 * 0x9d // blocks spread over the space
+	bits := 16 + rnd.IntN(9)
+	if rnd.IntN(3) == 0 { // split: a /25 to /32 inside the block
+		bits = 25 + rnd.IntN(8)
+		block |= rnd.Uint32() & 0xff
+	}
+	s := makeSlot4(block, bits, false)
+	return s, &record[uint32]{v: uint32(s.entry() >> slot4AddrShift)}
+}
+
+// TestFrontMatchesReference inserts and removes random IPv4 entries,
+// growing the table past its first size and shrinking it back, and checks
+// after every step that each address looked up gets the entry a brute
+// force search of the reference finds, and that the holder holds exactly
+// the reference's records.
+func TestFrontMatchesReference(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	h := newCountingHolder()
+	f := newFront[uint32](h)
+	ref := frontEntries4{}
+	const blocks = 3000 // more than 70% of the smallest table's slots
+	check := func(step int) {
+		for range 20 {
+			v := uint32(rnd.IntN(blocks))*0x100*0x9d | rnd.Uint32()&0xff
+			want, found := ref.entryFor(v)
+			s, r, ok := f.lookup4(v)
+			if ok != found || ok && (s.entry() != want || r != ref[want]) {
+				t.Fatalf("step %d: lookup4(%#x) = %v %v, want %v %v", step, v, s.entry(), ok, want, found)
+			}
+		}
+		if n4, _ := f.entries(); n4 != len(ref) || len(h.held) != len(ref) {
+			t.Fatalf("step %d: %d entries, %d held, reference has %d", step, n4, len(h.held), len(ref))
+		}
+	}
+	// Fill, then drain to a tenth: the table grows and shrinks.
+	grown := 0
+	for step := range 40000 {
+		s, r := randomEntry4(rnd, blocks)
+		filling := step < 20000
+		if _, overlaps := overlapping(ref, s); filling && !overlaps {
+			if f.insert4(s, r) != inserted {
+				t.Fatalf("insert4(%v) of a new entry: present", s)
+			}
+			ref[s] = r
+		}
+		if !filling && len(ref) > 300 {
+			for old := range ref { // map order: a random entry
+				f.remove4(old)
+				delete(ref, old)
+				break
+			}
+		}
+		grown = max(grown, len(f.t4.Load().b))
+		if step%97 == 0 {
+			check(step)
+		}
+	}
+	check(-1)
+	if grown <= minBuckets4 || len(f.t4.Load().b) >= grown {
+		t.Errorf("the table did not grow and shrink: %d buckets at most, %d at the end", grown, len(f.t4.Load().b))
+	}
+	for s, r := range ref { // present again: no second slot
+		if f.insert4(s, r) != present {
+			t.Fatalf("insert4(%v) again: not present", s)
+		}
+	}
+}
+
+// overlapping returns the reference entry whose network overlaps s's (the
+// database's networks never overlap: one of them could not be cached).
+func overlapping(ref frontEntries4, s slot4) (slot4, bool) {
+	for o := range ref {
+		kb := min(o.keyBits(), s.keyBits())
+		if (o.block()^s.block())&mask32(kb) == 0 {
+			return o, true
+		}
+	}
+	return 0, false
+}
+
+// TestFrontIPv6 checks IPv6 entries the same way: several /48 blocks
+// sharing a home bucket, split blocks, removal.
+func TestFrontIPv6(t *testing.T) {
+	h := newCountingHolder()
+	f := newFront[uint32](h)
+	type entry struct {
+		s      slot6
+		hi, lo uint64
+		r      *record[uint32]
+	}
+	var es []entry
+	for i := range uint64(600) { // 600 /48 blocks: more than a minimum table holds
+		hi := (0x2001_0db8_0000 + i*0x1_0000) << 16
+		if i%3 == 0 { // split: a /64 and a /120 inside the block
+			es = append(es, entry{makeSlot6(64), hi | 0x1, 0, &record[uint32]{v: uint32(i)}},
+				entry{makeSlot6(120), hi | 0x2, 0xab00, &record[uint32]{v: uint32(i)}})
+			continue
+		}
+		es = append(es, entry{makeSlot6(32 + int(i%17)), hi, 0, &record[uint32]{v: uint32(i)}})
+	}
+	for _, e := range es {
+		if f.insert6(e.s, e.hi, e.lo, e.r) != inserted {
+			t.Fatalf("insert6 %v: present", e)
+		}
+	}
+	for i, e := range es {
+		s, hi, lo, r, ok := f.lookup6(e.hi, e.lo|0x5)
+		if !ok || s.entry() != e.s || hi != e.hi || lo != e.lo || r != e.r {
+			t.Fatalf("entry %d: lookup6 = %v %#x %#x %v", i, s, hi, lo, ok)
+		}
+	}
+	if _, _, _, _, ok := f.lookup6(0x2001_0db8_0000<<16|0x3, 0); ok {
+		t.Error("an address of a split block outside its entries was found")
+	}
+	for _, e := range es[:len(es)-10] {
+		f.remove6(e.s, e.hi, e.lo)
+	}
+	for _, e := range es[len(es)-10:] {
+		if _, _, _, r, ok := f.lookup6(e.hi, e.lo); !ok || r != e.r {
+			t.Fatalf("after removals, %#x:%#x is lost", e.hi, e.lo)
+		}
+	}
+	if _, n6 := f.entries(); n6 != 10 || len(h.held) != 10 || len(f.t6.Load().b) != minBuckets6 {
+		t.Errorf("%d entries, %d held, %d buckets; want 10, 10, %d", n6, len(h.held), len(f.t6.Load().b), minBuckets6)
+	}
+}
+
+// TestFrontConcurrent has a writer rewrite the slots of a few buckets
+// with other entries (and resize the table) while readers look up; a
+// reader that trusts a slot must get the record of the entry it read,
+// never another's. Run it with -race too.
+func TestFrontConcurrent(t *testing.T) {
+	f := newFront[uint32](newCountingHolder())
+	const blocks = 64
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var wrong, trusted atomic.Int64
+	for g := range 2 {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(g), 7))
+			for !stop.Load() {
+				v := uint32(rnd.IntN(blocks)) << 8
+				s, r, ok := f.lookup4(v)
+				if !ok {
+					continue
+				}
+				trusted.Add(1)
+				if r == nil || r.v != uint32(s.entry()>>slot4AddrShift) {
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for range 300_000 {
+		s := makeSlot4(uint32(rnd.IntN(blocks))<<8, 24, false)
+		if rnd.IntN(2) == 0 {
+			f.insert4(s, &record[uint32]{v: uint32(s >> slot4AddrShift)})
+		} else {
+			f.remove4(s)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := wrong.Load(); n != 0 {
+		t.Errorf("%d of %d lookups trusted a slot with another entry's record", n, trusted.Load())
+	}
+	if trusted.Load() == 0 {
+		t.Error("no lookup found an entry")
+	}
+}
