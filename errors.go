@@ -21,6 +21,20 @@ var (
 	// ErrIPv4Only is returned for an IPv6 address (other than an
 	// IPv4-mapped one) looked up in an IPv4-only database.
 	ErrIPv4Only = errors.New("geocache: IPv6 address in an IPv4-only database")
+
+	// ErrFault is returned (wrapped, with the file's path) when reading
+	// the mapped file faults: the file was truncated or rewritten in place
+	// under the mapping. Cached answers go on being served; Reload a good
+	// file.
+	ErrFault = errors.New("geocache: fault reading the mapped file (truncated or rewritten in place?)")
+
+	// ErrNoPath is returned by Reload("") on a cache opened with
+	// OpenBytes.
+	ErrNoPath = errors.New("geocache: no file to reload: the cache was opened from bytes")
+
+	// ErrHotSet is returned (wrapped) by ReadHotSet for a file that is
+	// not a hot set of this version: foreign, truncated or corrupt.
+	ErrHotSet = errors.New("geocache: invalid hot-set file")
 )
 
 // LookupError reports a failed lookup of one address. Err is one of the

@@ -24,10 +24,6 @@ import (
 // not answers, so a file saved against an older database is harmless: each
 // address is answered by the database being served.
 
-// ErrHotSet is returned (wrapped) by ReadHotSet for a file that is not a
-// hot set of this version: foreign, truncated or corrupt.
-var ErrHotSet = errors.New("geocache: invalid hot-set file")
-
 // The hot-set format, version 1, little-endian:
 //
 //	magic "GCHOTSET", version byte 1

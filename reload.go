@@ -3,14 +3,8 @@ package geocache
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
-	"sync"
-	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // Why reload this way: MMDB files are replaced weekly (geoipupdate writes
@@ -20,14 +14,6 @@ import (
 // serving one, warms it, fills its cache with what is hot now, and swaps
 // one pointer. Lookups in flight finish on the old generation, which is
 // unmapped when its last reader is done; answers never mix the two.
-
-// ErrFault is returned (wrapped, with the file's path) when reading the
-// mapped file faults: the file was truncated or rewritten in place under
-// the mapping. Cached answers go on being served; Reload a good file.
-var ErrFault = errors.New("geocache: fault reading the mapped file (truncated or rewritten in place?)")
-
-// ErrNoPath is returned by Reload("") on a cache opened with OpenBytes.
-var ErrNoPath = errors.New("geocache: no file to reload: the cache was opened from bytes")
 
 // Reload replaces the database being served with the file at path (empty:
 // the file last opened). It opens and checks the new file (its metadata,
@@ -163,64 +149,4 @@ func (c *Cache[T]) reported(path string, err error) {
 	if f := c.opts.OnReload; f != nil {
 		f(path, err)
 	}
-}
-
-// watcher reloads the cache when its file changes.
-type watcher struct {
-	w    *fsnotify.Watcher
-	done chan struct{}
-	wg   sync.WaitGroup
-}
-
-// watch starts watching c's file: the directory, since geoipupdate
-// replaces the file by rename, which a watch on the file would lose.
-// Bursts of events (write, chmod, rename) within debounce make one reload.
-func (c *Cache[T]) watch(debounce time.Duration) error {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	path := c.path
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	if err := fw.Add(dir); err != nil {
-		fw.Close()
-		return err
-	}
-	w := &watcher{w: fw, done: make(chan struct{})}
-	c.watcher = w
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		var timer <-chan time.Time
-		for {
-			select {
-			case <-w.done:
-				return
-			case ev, ok := <-fw.Events:
-				if !ok {
-					return
-				}
-				if filepath.Base(ev.Name) == base && !ev.Has(fsnotify.Remove) {
-					timer = time.After(debounce)
-				}
-			case err, ok := <-fw.Errors:
-				if !ok {
-					return
-				}
-				if l := c.opts.Logger; l != nil {
-					l.Warn("geocache: watching the database file", "path", path, "err", err)
-				}
-			case <-timer:
-				timer = nil
-				c.Reload("")
-			}
-		}
-	}()
-	return nil
-}
-
-func (w *watcher) stop() {
-	close(w.done)
-	w.w.Close()
-	w.wg.Wait()
 }

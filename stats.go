@@ -8,7 +8,7 @@ import "github.com/geocache/geocache/internal/pcpu"
 // Close. Each field is read atomically, but not all at one instant.
 type Stats struct {
 	Hits        uint64 // lookups answered from the cache
-	SlowHits    uint64 // the part of Hits the first level did not answer at once: a writer was rewriting the entry
+	SlowHits    uint64 // the part of Hits answered on the miss path: the entry was being written as the lookup read it
 	Misses      uint64 // lookups that asked the database
 	Decodes     uint64 // records decoded by lookups: the other misses found their record cached
 	Warmup      WarmupStats
@@ -21,7 +21,7 @@ type Stats struct {
 	MaxCost     int64  // the budget Cost stays within
 	Evictions   uint64 // entries and records evicted to make room
 	Rejections  uint64 // new entries and records the admission policy turned away
-	DroppedSets uint64 // new entries and records not offered: the write buffer was full, or their first-level bucket was
+	DroppedSets uint64 // new entries and records answered but not cached: the write buffer was full
 }
 
 // The per-P counters of Cache.stats.

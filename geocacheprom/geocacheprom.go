@@ -11,6 +11,8 @@
 package geocacheprom
 
 import (
+	"strconv"
+
 	"github.com/oschwald/maxminddb-golang/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,6 +24,7 @@ type Source interface {
 	Stats() geocache.Stats
 	Metadata() maxminddb.Metadata
 	Residency() (float64, error)
+	HitRatioAt(maxCost int64) (float64, bool)
 }
 
 // Options configure a Collector. The zero value (or nil) gives the
@@ -32,6 +35,10 @@ type Options struct {
 	// ConstLabels are added to every metric, to tell several caches
 	// apart (for example {"database": "city"}). Default none.
 	ConstLabels prometheus.Labels
+	// PredictAt lists the budgets, as multiples of the cache's MaxCost,
+	// at which <namespace>_predicted_hit_ratio reports Cache.HitRatioAt.
+	// Default 0.5, 1, 2, 4 and 8; empty (not nil) turns it off.
+	PredictAt []float64
 }
 
 // Phases are the values of the phase label of <namespace>_warmup_phase,
@@ -50,7 +57,8 @@ type Collector struct {
 	evictions, rejections, droppedSets                    *prometheus.Desc
 	warmBytes, warmTotal, warmPhase, warmPasses, refaults *prometheus.Desc
 	residency, reloads, reloadFails, buildTime, dbInfo    *prometheus.Desc
-	unchanged                                             *prometheus.Desc
+	unchanged, decodes, predicted                         *prometheus.Desc
+	predictAt                                             []float64
 }
 
 // NewCollector returns a collector of src's statistics.
@@ -62,20 +70,26 @@ func NewCollector(src Source, opts *Options) *Collector {
 	if o.Namespace == "" {
 		o.Namespace = "geocache"
 	}
+	if o.PredictAt == nil {
+		o.PredictAt = []float64{0.5, 1, 2, 4, 8}
+	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(o.Namespace, "", name), help, labels, o.ConstLabels)
 	}
 	return &Collector{
 		src:         src,
+		predictAt:   o.PredictAt,
 		lookups:     d("lookups_total", "Lookups, by result: hit (answered by the cache) or miss (asked the database).", "result"),
-		slowHits:    d("slow_hits_total", "Hits that missed the first-level table and were answered by ristretto."),
+		slowHits:    d("slow_hits_total", "Hits answered on the miss path: the entry was being written as the lookup read it."),
+		decodes:     d("decodes_total", "Records decoded from the database: misses whose record was not cached."),
+		predicted:   d("predicted_hit_ratio", "The hit ratio the recent traffic would get at another budget (Cache.HitRatioAt).", "budget_bytes"),
 		entries:     d("entries", "Cached networks and split-block markers."),
 		records:     d("records", "Distinct decoded records held by cached networks."),
 		cost:        d("cost_bytes", "Bytes accounted against the budget: entries, records and fixed tables."),
 		budget:      d("budget_bytes", "The cache budget (Options.MaxCost)."),
-		evictions:   d("evictions_total", "Entries evicted to make room."),
-		rejections:  d("rejections_total", "New entries the admission policy turned away."),
-		droppedSets: d("dropped_sets_total", "New entries dropped because the cache's write buffer was full."),
+		evictions:   d("evictions_total", "Entries and records evicted to make room."),
+		rejections:  d("rejections_total", "New entries and records the admission policy turned away."),
+		droppedSets: d("dropped_sets_total", "New entries and records answered but not cached: the write buffer was full."),
 		warmBytes:   d("warmup_bytes", "Bytes of the database pre-faulted by the current warmup pass."),
 		warmTotal:   d("warmup_total_bytes", "Bytes of the database file."),
 		warmPhase:   d("warmup_phase", "1 for the phase the warmup is in, 0 for the others.", "phase"),
@@ -93,7 +107,7 @@ func NewCollector(src Source, opts *Options) *Collector {
 // Describe sends the descriptors of every metric.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.lookups, c.slowHits, c.entries, c.records, c.cost, c.budget,
+		c.lookups, c.slowHits, c.decodes, c.predicted, c.entries, c.records, c.cost, c.budget,
 		c.evictions, c.rejections, c.droppedSets,
 		c.warmBytes, c.warmTotal, c.warmPhase, c.warmPasses, c.refaults,
 		c.residency, c.reloads, c.reloadFails, c.unchanged, c.buildTime, c.dbInfo,
@@ -117,6 +131,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.lookups, st.Hits, "hit")
 	counter(c.lookups, st.Misses, "miss")
 	counter(c.slowHits, st.SlowHits)
+	counter(c.decodes, st.Decodes)
+	for _, m := range c.predictAt {
+		b := int64(m * float64(st.MaxCost))
+		if r, ok := c.src.HitRatioAt(b); ok && st.MaxCost > 0 {
+			gauge(c.predicted, r, strconv.FormatInt(b, 10))
+		}
+	}
 	gauge(c.entries, float64(st.Entries))
 	gauge(c.records, float64(st.Records))
 	gauge(c.cost, float64(st.Cost))

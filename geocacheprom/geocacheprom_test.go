@@ -73,8 +73,8 @@ geocache_reloads_total{database="city"} 0
 		"geocache_residency_ratio", "geocache_reloads_total"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n != 26 {
-		t.Errorf("GatherAndCount: %d metrics, %v; want 26", n, err)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 27 {
+		t.Errorf("GatherAndCount: %d metrics, %v; want 27", n, err)
 	}
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %+v", err, problems)
@@ -111,6 +111,44 @@ geocache_reloads_total{database="city"} 0
 	scrape = httpScrape(t, reg)
 	if strings.Contains(scrape, "geocache_residency_ratio") || !strings.Contains(scrape, `geocache_lookups_total{database="city",result="hit"} 3`) {
 		t.Errorf("after Close:\n%s", scrape)
+	}
+}
+
+// predicting is a cache whose HitRatioAt is known: budget/(budget+16 MiB),
+// ok from 4 MiB.
+type predicting struct{ *geocache.Cache[any] }
+
+func (predicting) HitRatioAt(maxCost int64) (float64, bool) {
+	return float64(maxCost) / float64(maxCost+16<<20), maxCost >= 4<<20
+}
+
+// TestPredictedHitRatio checks that the collector reports HitRatioAt at
+// the budgets of PredictAt, leaves out what is not known yet, and can be
+// turned off.
+func TestPredictedHitRatio(t *testing.T) {
+	c, err := geocache.Open[any](testDB, &geocache.Options{MaxCost: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(geocacheprom.NewCollector(predicting{c}, nil))
+	want := `
+# HELP geocache_predicted_hit_ratio The hit ratio the recent traffic would get at another budget (Cache.HitRatioAt).
+# TYPE geocache_predicted_hit_ratio gauge
+geocache_predicted_hit_ratio{budget_bytes="16777216"} 0.5
+geocache_predicted_hit_ratio{budget_bytes="33554432"} 0.6666666666666666
+geocache_predicted_hit_ratio{budget_bytes="4194304"} 0.2
+geocache_predicted_hit_ratio{budget_bytes="67108864"} 0.8
+geocache_predicted_hit_ratio{budget_bytes="8388608"} 0.3333333333333333
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "geocache_predicted_hit_ratio"); err != nil {
+		t.Error(err)
+	}
+	off := prometheus.NewPedanticRegistry()
+	off.MustRegister(geocacheprom.NewCollector(predicting{c}, &geocacheprom.Options{PredictAt: []float64{}}))
+	if n, err := testutil.GatherAndCount(off, "geocache_predicted_hit_ratio"); err != nil || n != 0 {
+		t.Errorf("PredictAt empty: %d predictions, %v", n, err)
 	}
 }
 
