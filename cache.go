@@ -236,7 +236,7 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 	}
 	b := s.bits()
 	res.Prefix = netip.PrefixFrom(from6(hi&mask64(b), lo&mask64(b-64)), b)
-	key := func() uint64 { return entryKey6(hi, lo, s.keyBits()) }
+	key := func() uint64 { return entryKey6(hi, lo, s.keyBits(hi)) }
 	if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
 		g.touch(key(), r)
 	}

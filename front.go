@@ -14,9 +14,10 @@ import (
 //
 // A bucket is one 64-byte cache line of four IPv4 slots (a word and the
 // record's pointer), or two lines of four IPv6 slots. An entry lives in
-// the bucket of its /24 or /48 block (see keys.go), so a hit reads one
-// line, also in blocks the database splits, and takes the record's
-// pointer from it: no second dependent load. The table is sized to the
+// the bucket of its /24 or /48 block, or of its /64 sub-block in a /48
+// with more than splitAt entries cached (see keys.go), so a hit reads one
+// line (two in such a block), and takes the record's pointer from it: no
+// second dependent load. The table is sized to the
 // entries (load 25-70%), not to the budget, so the hot blocks of a traffic
 // mix fill few lines and pages. A bucket that fills up marks its last slot
 // and continues in the next bucket (linear probing, a bucket at a time):
@@ -33,7 +34,11 @@ type front[T any] struct {
 	t6 atomic.Pointer[table6[T]]
 
 	mu     sync.Mutex
-	n4, n6 int // slots in use; guarded by mu
+	n4, n6 int // slots in use, markers included; guarded by mu
+	// IPv6 markers in use; guarded by mu. A marker stays when the last
+	// entry of its block leaves (it is never wrong: a split block stays
+	// split), until the table is next rebuilt.
+	markers6 int
 	// Buckets marked overflowed, and how many were at the last rebuild;
 	// guarded by mu. Marks stay when the entries that overflowed leave;
 	// once they cover a quarter of the buckets and twice as many as a
@@ -65,27 +70,14 @@ const (
 	// that load (see frontShare4).
 	growLoad   = 0.70
 	shrinkLoad = 0.25
+
+	// A /48 block's entries longer than /48 stay in its home chain, one
+	// probe away, until there are more than splitAt of them; then the
+	// block gets a marker and they move to their sub-blocks' chains (see
+	// keys.go), so a block the database splits finely costs two short
+	// probes rather than one long one.
+	splitAt = ways6
 )
-
-type bucket4[T any] [ways4]struct {
-	w   atomic.Uint64
-	rec atomic.Pointer[record[T]]
-}
-
-type bucket6[T any] [ways6]struct {
-	meta, hi, lo atomic.Uint64
-	rec          atomic.Pointer[record[T]]
-}
-
-type table4[T any] struct {
-	b     []bucket4[T]
-	shift uint8 // 64 - log2(len(b)): the hash's top bits index b
-}
-
-type table6[T any] struct {
-	b     []bucket6[T]
-	shift uint8
-}
 
 func newFront[T any](h holder[T]) *front[T] {
 	f := &front[T]{holder: h}
@@ -95,26 +87,6 @@ func newFront[T any](h holder[T]) *front[T] {
 	return f
 }
 
-func newTable4[T any](n int) *table4[T] {
-	return &table4[T]{b: make([]bucket4[T], n), shift: shiftFor(n)}
-}
-func newTable6[T any](n int) *table6[T] {
-	return &table6[T]{b: make([]bucket6[T], n), shift: shiftFor(n)}
-}
-
-func shiftFor(buckets int) uint8 {
-	s := uint8(64)
-	for ; buckets > 1; buckets >>= 1 {
-		s--
-	}
-	return s
-}
-
-func (t *table4[T]) home(v uint32) int  { return int(blockHash4(v) >> t.shift) }
-func (t *table6[T]) home(hi uint64) int { return int(blockHash6(hi) >> t.shift) }
-func (t *table4[T]) next(i int) int     { return (i + 1) & (len(t.b) - 1) }
-func (t *table6[T]) next(i int) int     { return (i + 1) & (len(t.b) - 1) }
-
 // account records the tables' size.
 func (f *front[T]) account() {
 	f.bytes.Store(int64(len(f.t4.Load().b))*int64(unsafe.Sizeof(bucket4[T]{})) +
@@ -123,51 +95,20 @@ func (f *front[T]) account() {
 
 // lookup4 returns the entry that answers the IPv4 address v and its record
 // (nil for not found). ok is false if there is none, or if a writer
-// rewrote the slot while it was read.
+// rewrote a slot while it was read.
 func (f *front[T]) lookup4(v uint32) (s slot4, r *record[T], ok bool) {
 	t := f.t4.Load()
-	for i, n := t.home(v), 0; n < len(t.b); i, n = t.next(i), n+1 {
-		b := &t.b[i]
-		for j := range b {
-			sl := &b[j]
-			if s = slot4(sl.w.Load()); s.covers(v) {
-				r = sl.rec.Load()
-				return s, r, slot4(sl.w.Load()) == s
-			}
-		}
-		if !slot4(b[ways4-1].w.Load()).overflowed() {
-			break
-		}
-	}
-	return 0, nil, false
+	return t.probe(t.home(v), v)
 }
 
 // lookup6 is lookup4 for the IPv6 address ahi:alo; it returns the entry's
 // meta and block address.
 func (f *front[T]) lookup6(ahi, alo uint64) (s slot6, hi, lo uint64, r *record[T], ok bool) {
 	t := f.t6.Load()
-	for i, n := t.home(ahi), 0; n < len(t.b); i, n = t.next(i), n+1 {
-		b := &t.b[i]
-		for j := range b {
-			sl := &b[j]
-			if s = slot6(sl.meta.Load()); s.empty() {
-				continue
-			}
-			kb := s.keyBits()
-			if hi = sl.hi.Load(); (ahi^hi)&mask64(kb) != 0 {
-				continue
-			}
-			if lo = sl.lo.Load(); (alo^lo)&mask64(kb-64) != 0 {
-				continue
-			}
-			r = sl.rec.Load()
-			return s, hi, lo, r, slot6(sl.meta.Load()) == s
-		}
-		if !slot6(b[ways6-1].meta.Load()).overflowed() {
-			break
-		}
+	if s, hi, lo, r, ok = t.probe(t.home(ahi), ahi, alo, true); ok && s.marker() {
+		s, hi, lo, r, ok = t.probe(t.sub(ahi, alo), ahi, alo, false)
 	}
-	return 0, 0, 0, nil, false
+	return s, hi, lo, r, ok
 }
 
 // insertResult says what insert did.
@@ -188,69 +129,18 @@ func (f *front[T]) insert4(s slot4, r *record[T]) insertResult {
 	if b, _ := t.find(s); b != nil {
 		return present
 	}
-	f.over4 += t.place(s, r)
+	f.over4 += t.place(t.home(s.block()), s, r)
 	f.n4++
 	if r != nil {
 		ch = f.holder.retain(r)
 	}
-	switch {
+	switch t = f.t4.Load(); {
 	case float64(f.n4) > growLoad*float64(len(t.b)*ways4):
 		f.resize4(2 * len(t.b))
 	case f.over4 > max(len(t.b)/4, 2*f.rebuilt4):
 		f.resize4(len(t.b))
 	}
 	return inserted
-}
-
-// find returns the bucket and way that hold entry s, or nil.
-func (t *table4[T]) find(s slot4) (*bucket4[T], int) {
-	for i, n := t.home(s.block()), 0; n < len(t.b); i, n = t.next(i), n+1 {
-		b := &t.b[i]
-		for j := range b {
-			if slot4(b[j].w.Load()).entry() == s {
-				return b, j
-			}
-		}
-		if !slot4(b[ways4-1].w.Load()).overflowed() {
-			break
-		}
-	}
-	return nil, 0
-}
-
-// place writes entry s with record r into the first empty slot from its
-// home bucket on, marking each full bucket it passes as overflowed, and
-// returns how many buckets it newly marked. The table must have an empty
-// slot.
-func (t *table4[T]) place(s slot4, r *record[T]) (marked int) {
-	for i := t.home(s.block()); ; i = t.next(i) {
-		b := &t.b[i]
-		for j := range b {
-			if slot4(b[j].w.Load()).empty() {
-				b.write(j, s, r)
-				return marked
-			}
-		}
-		if last := &b[ways4-1].w; !slot4(last.Load()).overflowed() {
-			last.Store(uint64(slot4(last.Load()) | slot4Overflow))
-			marked++
-		}
-	}
-}
-
-// write rewrites way j for the readers' double check of the word: it goes
-// empty (with a new version) before the record changes, and gets its entry
-// (with a newer one) after. s empty clears the slot. The overflow mark
-// stays.
-func (b *bucket4[T]) write(j int, s slot4, r *record[T]) {
-	sl := &b[j]
-	old := slot4(sl.w.Load())
-	keep, v := old&slot4Overflow, old.version()
-	sl.w.Store(uint64(keep | (v+1)&slot4VersionMask<<slot4VersionShift))
-	sl.rec.Store(r)
-	if !s.empty() {
-		sl.w.Store(uint64(keep | s.entry() | (v+2)&slot4VersionMask<<slot4VersionShift))
-	}
 }
 
 // remove4 drops the entry s, if it is there.
@@ -278,11 +168,12 @@ func (f *front[T]) remove4(s slot4) {
 // resize4 moves the IPv4 entries to a table of n buckets. Caller holds mu.
 func (f *front[T]) resize4(n int) {
 	old, t := f.t4.Load(), newTable4[T](n)
-	f.over4 = 0
+	f.over4, f.n4 = 0, 0
 	for i := range old.b {
 		for j := range old.b[i] {
-			if s := slot4(old.b[i][j].w.Load()); !s.empty() {
-				f.over4 += t.place(s, old.b[i][j].rec.Load())
+			if s := slot4(old.b[i][j].w.Load()).entry(); !s.empty() {
+				f.over4 += t.place(t.home(s.block()), s, old.b[i][j].rec.Load())
+				f.n4++
 			}
 		}
 	}
@@ -292,7 +183,7 @@ func (f *front[T]) resize4(n int) {
 }
 
 // insert6 adds the entry of meta s keyed by the block at hi:lo, with its
-// record r.
+// record r, and its block's marker if it is in a split block.
 func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
 	var ch change
 	defer func() { f.holder.finish(ch) }()
@@ -302,12 +193,17 @@ func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
 	if b, _ := t.find(s, hi, lo); b != nil {
 		return present
 	}
-	f.over6 += t.place(s, hi, lo, r)
+	if s.split() && !t.marked(hi) {
+		if at := t.inHome(hi); len(at) >= splitAt {
+			f.split6(t, hi, at)
+		}
+	}
+	f.over6 += t.place(t.start(s, hi, lo), s, hi, lo, r)
 	f.n6++
 	if r != nil {
 		ch = f.holder.retain(r)
 	}
-	switch {
+	switch t = f.t6.Load(); {
 	case float64(f.n6) > growLoad*float64(len(t.b)*ways6):
 		f.resize6(2 * len(t.b))
 	case f.over6 > max(len(t.b)/4, 2*f.rebuilt6):
@@ -316,51 +212,16 @@ func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
 	return inserted
 }
 
-// find returns the bucket and way that hold the entry of meta s at hi:lo,
-// or nil.
-func (t *table6[T]) find(s slot6, hi, lo uint64) (*bucket6[T], int) {
-	for i, n := t.home(hi), 0; n < len(t.b); i, n = t.next(i), n+1 {
-		b := &t.b[i]
-		for j := range b {
-			if slot6(b[j].meta.Load()).entry() == s && b[j].hi.Load() == hi && b[j].lo.Load() == lo {
-				return b, j
-			}
-		}
-		if !slot6(b[ways6-1].meta.Load()).overflowed() {
-			break
-		}
-	}
-	return nil, 0
-}
-
-// place is table4.place for an IPv6 entry.
-func (t *table6[T]) place(s slot6, hi, lo uint64, r *record[T]) (marked int) {
-	for i := t.home(hi); ; i = t.next(i) {
-		b := &t.b[i]
-		for j := range b {
-			if slot6(b[j].meta.Load()).empty() {
-				b.write(j, s, hi, lo, r)
-				return marked
-			}
-		}
-		if last := &b[ways6-1].meta; !slot6(last.Load()).overflowed() {
-			last.Store(uint64(slot6(last.Load()) | slot6Overflow))
-			marked++
-		}
-	}
-}
-
-// write is bucket4.write for an IPv6 slot.
-func (b *bucket6[T]) write(j int, s slot6, hi, lo uint64, r *record[T]) {
-	sl := &b[j]
-	old := slot6(sl.meta.Load())
-	keep, v := old&slot6Overflow, old.version()
-	sl.meta.Store(uint64(keep | (v+1)&slot6VersionMask<<slot6VersionShift))
-	sl.hi.Store(hi)
-	sl.lo.Store(lo)
-	sl.rec.Store(r)
-	if !s.empty() {
-		sl.meta.Store(uint64(keep | s.entry() | (v+2)&slot6VersionMask<<slot6VersionShift))
+// split6 is split4 for the IPv6 block of hi.
+func (f *front[T]) split6(t *table6[T], hi uint64, at []slotRef6[T]) {
+	f.over6 += t.place(t.home(hi), slot6Marker, hi&mask64(strideV6), 0, nil)
+	f.n6++
+	f.markers6++
+	for _, a := range at {
+		sl := &a.b[a.j]
+		s, shi, slo, r := slot6(sl.meta.Load()).entry(), sl.hi.Load(), sl.lo.Load(), sl.rec.Load()
+		a.b.write(a.j, 0, 0, 0, nil)
+		f.over6 += t.place(t.sub(shi, slo), s, shi, slo, r)
 	}
 }
 
@@ -386,16 +247,35 @@ func (f *front[T]) remove6(s slot6, hi, lo uint64) {
 	}
 }
 
-// resize6 is resize4 for the IPv6 table.
+// resize6 is resize4 for the IPv6 table; it also marks the blocks that
+// hold more than splitAt entries longer than /48 split.
 func (f *front[T]) resize6(n int) {
 	old, t := f.t6.Load(), newTable6[T](n)
-	f.over6 = 0
+	longer := map[uint64]int{} // /48 block: its entries longer than /48
+	for i := range old.b {
+		for j := range old.b[i] {
+			if s := slot6(old.b[i][j].meta.Load()); s.split() {
+				longer[old.b[i][j].hi.Load()&mask64(strideV6)]++
+			}
+		}
+	}
+	f.over6, f.n6, f.markers6 = 0, 0, 0
+	for blk, k := range longer {
+		if k > splitAt {
+			f.over6 += t.place(t.home(blk), slot6Marker, blk, 0, nil)
+			f.n6++
+			f.markers6++
+		}
+	}
 	for i := range old.b {
 		for j := range old.b[i] {
 			sl := &old.b[i][j]
-			if m := slot6(sl.meta.Load()); !m.empty() {
-				f.over6 += t.place(m.entry(), sl.hi.Load(), sl.lo.Load(), sl.rec.Load())
+			m, hi, lo := slot6(sl.meta.Load()).entry(), sl.hi.Load(), sl.lo.Load()
+			if m.empty() || m.marker() {
+				continue
 			}
+			f.over6 += t.place(t.start(m, hi, lo), m, hi, lo, sl.rec.Load())
+			f.n6++
 		}
 	}
 	f.t6.Store(t)
@@ -403,16 +283,16 @@ func (f *front[T]) resize6(n int) {
 	f.account()
 }
 
-// entries returns the number of IPv4 and IPv6 slots in use.
+// entries returns the number of IPv4 and IPv6 entries, markers left out.
 func (f *front[T]) entries() (n4, n6 int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.n4, f.n6
+	return f.n4, f.n6 - f.markers6
 }
 
 // each calls fn4 with every IPv4 entry and fn6 with every IPv6 entry (meta
-// and block address), until one returns false. Entries written meanwhile
-// may or may not be seen.
+// and block address), markers left out, until one returns false. Entries
+// written meanwhile may or may not be seen.
 func (f *front[T]) each(fn4 func(slot4) bool, fn6 func(s slot6, hi, lo uint64) bool) {
 	t4 := f.t4.Load()
 	for i := range t4.b {
@@ -428,7 +308,7 @@ func (f *front[T]) each(fn4 func(slot4) bool, fn6 func(s slot6, hi, lo uint64) b
 			sl := &t6.b[i][j]
 			m := slot6(sl.meta.Load())
 			hi, lo := sl.hi.Load(), sl.lo.Load()
-			if !m.empty() && slot6(sl.meta.Load()) == m && !fn6(m.entry(), hi, lo) {
+			if !m.empty() && !m.marker() && slot6(sl.meta.Load()) == m && !fn6(m.entry(), hi, lo) {
 				return
 			}
 		}

@@ -195,13 +195,13 @@ func TestFrontConcurrent(t *testing.T) {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewPCG(uint64(g), 7))
 			for !stop.Load() {
-				v := uint32(rnd.IntN(blocks)) << 8
+				v := uint32(rnd.IntN(blocks))<<8 | rnd.Uint32()&0xff
 				s, r, ok := f.lookup4(v)
 				if !ok {
 					continue
 				}
 				trusted.Add(1)
-				if r == nil || r.v != uint32(s.entry()>>slot4AddrShift) {
+				if r == nil || r.v != uint32(s.entry()>>slot4AddrShift) || !s.covers(v) {
 					wrong.Add(1)
 				}
 			}
@@ -209,7 +209,13 @@ func TestFrontConcurrent(t *testing.T) {
 	}
 	rnd := rand.New(rand.NewPCG(3, 4))
 	for range 300_000 {
-		s := makeSlot4(uint32(rnd.IntN(blocks))<<8, 24, false)
+		// Half the blocks are whole /24s, half split into /32s, which
+		// move to their sub-blocks' buckets as they come and go.
+		blk := uint32(rnd.IntN(blocks))
+		s := makeSlot4(blk<<8, 24, false)
+		if blk%2 == 1 {
+			s = makeSlot4(blk<<8|rnd.Uint32()&0xff, 32, false)
+		}
 		if rnd.IntN(2) == 0 {
 			f.insert4(s, &record[uint32]{v: uint32(s >> slot4AddrShift)})
 		} else {
@@ -223,5 +229,139 @@ func TestFrontConcurrent(t *testing.T) {
 	}
 	if trusted.Load() == 0 {
 		t.Error("no lookup found an entry")
+	}
+}
+
+// longestRun4 returns the most buckets a lookup in t can read: the longest
+// run of overflowed buckets, plus the one that ends it.
+func longestRun4[T any](t *table4[T]) int {
+	longest, run := 0, 0
+	for i := range 2 * len(t.b) { // twice round: a run can wrap
+		if slot4(t.b[i%len(t.b)][ways4-1].w.Load()).overflowed() {
+			run++
+			continue
+		}
+		longest, run = max(longest, run+1), 0
+	}
+	return min(longest, len(t.b))
+}
+
+func longestRun6[T any](t *table6[T]) int {
+	longest, run := 0, 0
+	for i := range 2 * len(t.b) {
+		if slot6(t.b[i%len(t.b)][ways6-1].meta.Load()).overflowed() {
+			run++
+			continue
+		}
+		longest, run = max(longest, run+1), 0
+	}
+	return min(longest, len(t.b))
+}
+
+// TestFrontSplitBlocks fills blocks the way GeoLite2-City splits its
+// densest ones (a /24 into 256 /32s, a /48 into 3,000 /64s) and all of
+// IPv4-mapped space as a database that does not alias it to IPv4 answers
+// it (one /64), and checks that every network is found and how long the
+// chains a lookup reads are: an IPv4 block's own (at most 256 entries),
+// an IPv6 block's spread over its sub-blocks' buckets; and that a /48
+// with few networks cached keeps them in its own bucket, one probe away.
+func TestFrontSplitBlocks(t *testing.T) {
+	f := newFront[uint32](newCountingHolder())
+	const few = 0x2a02_0c7d_0000_0000
+	for i := range uint64(splitAt) {
+		f.insert6(makeSlot6(64), few|i<<4, 0, &record[uint32]{v: uint32(i)})
+	}
+	if f.t6.Load().marked(few) {
+		t.Errorf("a /48 with %d networks cached is marked split", splitAt)
+	}
+	for i := range uint64(splitAt) {
+		if _, hi, _, r, ok := f.lookup6(few|i<<4, 7); !ok || hi != few|i<<4 || r.v != uint32(i) {
+			t.Fatalf("%#x: %#x %v", few|i<<4, hi, ok)
+		}
+	}
+	for i := range uint32(256) {
+		v := 0x51_02_45_00 | i
+		f.insert4(makeSlot4(v, 32, false), &record[uint32]{v: v})
+	}
+	type net6 struct{ hi, lo uint64 }
+	var nets6 []net6
+	for i := range uint64(3000) {
+		nets6 = append(nets6, net6{0x2a02_0c7c_0000_0000 | i<<4, 0})
+	}
+	for i := range uint64(3000) { // ::ffff:a.b.c.0/120
+		nets6 = append(nets6, net6{0, 0xffff_0000_0000 | (i*0x9e37)&0xffff_ff00})
+	}
+	for _, n := range nets6 {
+		bits := 64
+		if n.hi == 0 {
+			bits = 120
+		}
+		f.insert6(makeSlot6(bits), n.hi, n.lo, &record[uint32]{v: uint32(n.hi) ^ uint32(n.lo)})
+	}
+	for i := range uint32(256) {
+		v := 0x51_02_45_00 | i
+		if s, r, ok := f.lookup4(v); !ok || s.bits() != 32 || r.v != v {
+			t.Fatalf("%v: %v %v", from4(v), s, ok)
+		}
+	}
+	if !f.t6.Load().marked(0x2a02_0c7c_0000_0000) {
+		t.Error("a /48 with 3,000 networks cached is not marked split")
+	}
+	for _, n := range nets6 {
+		if _, hi, lo, r, ok := f.lookup6(n.hi, n.lo|0x7); !ok || hi != n.hi || lo != n.lo || r.v != uint32(n.hi)^uint32(n.lo) {
+			t.Fatalf("%#x:%#x: %#x:%#x %v", n.hi, n.lo, hi, lo, ok)
+		}
+	}
+	if n := longestRun4(f.t4.Load()); n > 256/ways4+8 {
+		t.Errorf("a lookup may read %d IPv4 buckets", n)
+	}
+	if n := longestRun6(f.t6.Load()); n > 8 {
+		t.Errorf("a lookup may read %d IPv6 buckets", n)
+	}
+}
+
+// TestFrontConcurrentIPv6 is TestFrontConcurrent for IPv6 entries in a few
+// /48 blocks, whose /64 networks come and go in numbers that mark the
+// blocks split and move their entries to the sub-blocks' buckets while
+// readers look up.
+func TestFrontConcurrentIPv6(t *testing.T) {
+	f := newFront[uint32](newCountingHolder())
+	const blocks = 8
+	net := func(rnd *rand.Rand) uint64 { return uint64(rnd.IntN(blocks))<<16 | uint64(rnd.IntN(64)) }
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var wrong, trusted atomic.Int64
+	for g := range 2 {
+		wg.Go(func() {
+			rnd := rand.New(rand.NewPCG(uint64(g), 8))
+			for !stop.Load() {
+				hi := net(rnd)
+				s, shi, _, r, ok := f.lookup6(hi, rnd.Uint64())
+				if !ok {
+					continue
+				}
+				trusted.Add(1)
+				if r == nil || r.v != uint32(shi) || shi != hi || s.bits() != 64 {
+					wrong.Add(1)
+				}
+			}
+		})
+	}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for range 200_000 {
+		hi := net(rnd)
+		if rnd.IntN(2) == 0 {
+			f.insert6(makeSlot6(64), hi, 0, &record[uint32]{v: uint32(hi)})
+		} else {
+			f.remove6(makeSlot6(64), hi, 0)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := wrong.Load(); n != 0 {
+		t.Errorf("%d of %d lookups trusted a slot with another entry's record", n, trusted.Load())
+	}
+	if trusted.Load() == 0 || f.markers6 == 0 {
+		t.Errorf("%d lookups found an entry, %d blocks marked split", trusted.Load(), f.markers6)
 	}
 }

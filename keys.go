@@ -17,19 +17,52 @@ import (
 // IPv6 networks spread from /29 to /64 around /48).
 //
 //   - A network of length L <= S covers whole /S blocks. It is cached once
-//     per /S block it was asked about, keyed by that block.
-//   - A /S block that the database splits holds only networks longer than
-//     S, each keyed by itself.
+//     per /S block it was asked about, keyed by that block, in the bucket
+//     of that block: one probe.
+//   - An IPv4 network longer than /24 is keyed by itself, in the bucket of
+//     its /24 and the buckets after it: a /24 holds at most 256 networks,
+//     so its chain stays short (GeoLite2-City's densest /24 blocks cost a
+//     lookup a few lines at worst), and a lookup reads one bucket nearly
+//     always.
+//   - An IPv6 /48 can hold thousands (GeoLite2-City splits some into
+//     2,920), so in a split /48 the networks are keyed by a second, finer
+//     block, the /64 sub-block: a network of length 48 < L <= 64 is cached
+//     once per sub-block asked about, a longer one keyed by itself. The
+//     first few cached live in the /48's bucket, one probe; past that the
+//     block gets a marker there and they move to their sub-blocks'
+//     buckets, and a lookup that finds the marker reads a second bucket
+//     (see front).
+//   - IPv6 addresses in ::/64 (where IPv4-compatible and IPv4-mapped
+//     addresses live, in databases that do not alias them to the IPv4
+//     tree) are sub-blocked at /120, the IPv4 /24 inside them, since their
+//     /64 is one sub-block for all of IPv4.
 //
-// Either way an entry lives in the bucket of its /S block, so a lookup
-// reads one bucket; and the entry's key block is the network masked to
-// max(L, S), so the bucket holds what it needs to check that the entry
-// covers the address: a hash collision is a miss, never a wrong answer.
-// Ristretto's key for an entry is the xxhash of that block and its length.
+// The key block of an entry is the network masked to its key length, so
+// the slot holds what it needs to check that the entry covers the address:
+// a hash collision is a miss, never a wrong answer. Ristretto's key for an
+// entry is the xxhash of its key block and length.
 const (
-	strideV4 = 24
-	strideV6 = 48
+	strideV4    = 24
+	strideV6    = 48
+	subStrideV6 = 64
+	// subStrideV6Zero is the sub-block length in ::/64.
+	subStrideV6Zero = 120
 )
+
+// keyBits4 is the key length of an IPv4 network of length bits.
+func keyBits4(bits int) int { return max(bits, strideV4) }
+
+// keyBits6 is the key length of an IPv6 network of length bits whose
+// address's top 64 bits are hi.
+func keyBits6(hi uint64, bits int) int {
+	switch {
+	case bits <= strideV6:
+		return strideV6
+	case hi == 0:
+		return max(bits, subStrideV6Zero)
+	}
+	return max(bits, subStrideV6)
+}
 
 // fibonacci is 2^64 divided by the golden ratio. A block number times it,
 // top bits kept, indexes a power-of-two table (Knuth's multiplicative
@@ -39,9 +72,16 @@ const (
 const fibonacci = 0x9e3779b97f4a7c15
 
 // blockHash4 and blockHash6 hash the /S block of an address for the first
-// level; the table keeps the top bits.
+// level; subHash6 an IPv6 sub-block in a split block. The table keeps the
+// top bits.
 func blockHash4(v uint32) uint64  { return uint64(v>>(32-strideV4)) * fibonacci }
 func blockHash6(hi uint64) uint64 { return (hi >> (64 - strideV6)) * fibonacci }
+func subHash6(hi, lo uint64) uint64 {
+	if hi == 0 {
+		return (lo>>(128-subStrideV6Zero) | 1<<48) * fibonacci
+	}
+	return (hi ^ 0x5bd1e995) * fibonacci
+}
 
 // entryKey4 is ristretto's key for the IPv4 entry keyed by block/bits:
 // the xxhash of the block's address and length. Its 5 bytes never equal

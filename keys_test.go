@@ -87,7 +87,7 @@ func TestSlot4(t *testing.T) {
 		if versioned.entry() != s.entry() || versioned.version() != 77 || !versioned.overflowed() {
 			t.Fatalf("bits %d: version and overflow mark leak into the entry", bits)
 		}
-		block := netip.PrefixFrom(from4(v), max(bits, strideV4)).Masked()
+		block := netip.PrefixFrom(from4(v), keyBits4(bits)).Masked()
 		for range 50 {
 			w := v ^ rnd.Uint32()>>rnd.IntN(33)
 			if got, want := s.covers(w), block.Contains(from4(w)); got != want {
@@ -112,5 +112,23 @@ func TestBlockHashSpreads(t *testing.T) {
 	}
 	if len(used) < buckets*8/10 {
 		t.Errorf("%d consecutive /24 blocks fill %d of %d buckets", buckets, len(used), buckets)
+	}
+}
+
+// TestKeyBits checks the key lengths of networks shorter and longer than
+// the strides: blocks, IPv6 sub-blocks, and ::/64's IPv4-sized sub-blocks.
+func TestKeyBits(t *testing.T) {
+	for _, c := range []struct{ bits, want int }{{0, 24}, {16, 24}, {24, 24}, {25, 25}, {28, 28}, {32, 32}} {
+		if got := keyBits4(c.bits); got != c.want {
+			t.Errorf("keyBits4(%d) = %d, want %d", c.bits, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		hi         uint64
+		bits, want int
+	}{{1, 0, 48}, {1, 48, 48}, {1, 49, 64}, {1, 64, 64}, {1, 80, 80}, {0, 32, 48}, {0, 49, 120}, {0, 96, 120}, {0, 120, 120}, {0, 128, 128}} {
+		if got := keyBits6(c.hi, c.bits); got != c.want {
+			t.Errorf("keyBits6(%#x, %d) = %d, want %d", c.hi, c.bits, got, c.want)
+		}
 	}
 }

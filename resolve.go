@@ -60,8 +60,9 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		e6 = makeSlot6(bits)
 		hi, lo = addr6(a)
 		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
-		hi, lo = hi&mask64(e6.keyBits()), lo&mask64(e6.keyBits()-64)
-		key = entryKey6(hi, lo, e6.keyBits())
+		kb := keyBits6(hi, bits)
+		hi, lo = hi&mask64(kb), lo&mask64(kb-64)
+		key = entryKey6(hi, lo, kb)
 	}
 	how.key = key
 	entry := !contested || s.door.seen(key)

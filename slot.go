@@ -28,11 +28,9 @@ const (
 )
 
 // makeSlot4 encodes the entry for network bits long, keyed by the block of
-// addr (the /24 block of the address asked for networks up to /24, the
-// network itself beyond).
+// addr that keyBits4 names.
 func makeSlot4(addr uint32, bits int, v6Root bool) slot4 {
-	kb := max(bits, strideV4)
-	s := slot4(addr&mask32(kb))<<slot4AddrShift | slot4(bits+1)
+	s := slot4(addr&mask32(keyBits4(bits)))<<slot4AddrShift | slot4(bits+1)
 	if v6Root {
 		s |= slot4V6Root
 	}
@@ -40,7 +38,6 @@ func makeSlot4(addr uint32, bits int, v6Root bool) slot4 {
 }
 
 func (s slot4) bits() int        { return int(s&slot4LenMask) - 1 }
-func (s slot4) keyBits() int     { return max(s.bits(), strideV4) }
 func (s slot4) block() uint32    { return uint32(s >> slot4AddrShift) }
 func (s slot4) v6Root() bool     { return s&slot4V6Root != 0 }
 func (s slot4) network() uint32  { return s.block() & mask32(s.bits()) }
@@ -59,6 +56,9 @@ func (s slot4) entry() slot4 {
 	return s &^ (slot4Overflow | slot4VersionMask<<slot4VersionShift)
 }
 
+// keyBits is the length of the block s is keyed by.
+func (s slot4) keyBits() int { return keyBits4(s.bits()) }
+
 func (s slot4) covers(v uint32) bool {
 	return !s.empty() && (v^s.block())&mask32(s.keyBits()) == 0
 }
@@ -66,7 +66,8 @@ func (s slot4) covers(v uint32) bool {
 // slot6 is an IPv6 entry's meta word, beside the address of the block the
 // entry is keyed by and its record's pointer (see bucket6):
 //
-//	bits  0-7   the network's length plus one (0: an empty slot)
+//	bits  0-7   the network's length plus one (0: an empty slot; 255: a
+//	            split block's marker, see keys.go)
 //	bit   8     in a bucket's last slot: the bucket overflowed (see front)
 //	bits  9-24  a version that every write of the slot bumps
 //	bits 25-32  the record's sampling hash (see sampler)
@@ -74,6 +75,7 @@ type slot6 uint64
 
 const (
 	slot6LenMask      = 1<<8 - 1
+	slot6Marker       = slot6LenMask
 	slot6Overflow     = 1 << 8
 	slot6VersionShift = 9
 	slot6VersionMask  = 1<<16 - 1
@@ -82,8 +84,18 @@ const (
 
 func makeSlot6(bits int) slot6 { return slot6(bits + 1) }
 
-func (s slot6) bits() int        { return int(s&slot6LenMask) - 1 }
-func (s slot6) keyBits() int     { return max(s.bits(), strideV6) }
+func (s slot6) bits() int    { return int(s&slot6LenMask) - 1 }
+func (s slot6) marker() bool { return s&slot6LenMask == slot6Marker }
+func (s slot6) split() bool  { return s.bits() > strideV6 && !s.marker() }
+
+// keyBits is the length of the block s is keyed by, whose top 64 bits are
+// hi; a marker's is its /48.
+func (s slot6) keyBits(hi uint64) int {
+	if s.marker() {
+		return strideV6
+	}
+	return keyBits6(hi, s.bits())
+}
 func (s slot6) empty() bool      { return s&slot6LenMask == 0 }
 func (s slot6) overflowed() bool { return s&slot6Overflow != 0 }
 func (s slot6) version() slot6   { return s >> slot6VersionShift & slot6VersionMask }

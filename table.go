@@ -1,0 +1,241 @@
+package geocache
+
+import "sync/atomic"
+
+// The first level's tables: power-of-two arrays of buckets, probed
+// linearly a bucket at a time from where an entry's block hashes to (see
+// front for the layout, keys.go for the blocks).
+
+type bucket4[T any] [ways4]struct {
+	w   atomic.Uint64
+	rec atomic.Pointer[record[T]]
+}
+
+type bucket6[T any] [ways6]struct {
+	meta, hi, lo atomic.Uint64
+	rec          atomic.Pointer[record[T]]
+}
+
+type table4[T any] struct {
+	b     []bucket4[T]
+	shift uint8 // 64 - log2(len(b)): the hash's top bits index b
+}
+
+type table6[T any] struct {
+	b     []bucket6[T]
+	shift uint8
+}
+
+func newTable4[T any](n int) *table4[T] {
+	return &table4[T]{b: make([]bucket4[T], n), shift: shiftFor(n)}
+}
+
+func newTable6[T any](n int) *table6[T] {
+	return &table6[T]{b: make([]bucket6[T], n), shift: shiftFor(n)}
+}
+
+func shiftFor(buckets int) uint8 {
+	s := uint8(64)
+	for ; buckets > 1; buckets >>= 1 {
+		s--
+	}
+	return s
+}
+
+// home is the bucket of an address's block, sub that of its sub-block.
+func (t *table4[T]) home(v uint32) int     { return int(blockHash4(v) >> t.shift) }
+func (t *table6[T]) home(hi uint64) int    { return int(blockHash6(hi) >> t.shift) }
+func (t *table6[T]) sub(hi, lo uint64) int { return int(subHash6(hi, lo) >> t.shift) }
+func (t *table4[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
+func (t *table6[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
+
+// start is the bucket the chain of an IPv6 entry of meta s at hi:lo starts
+// at: its sub-block's if its block is marked split, its block's otherwise
+// (markers too).
+func (t *table6[T]) start(s slot6, hi, lo uint64) int {
+	if s.split() && t.marked(hi) {
+		return t.sub(hi, lo)
+	}
+	return t.home(hi)
+}
+
+// marked reports whether the /48 block of hi holds a marker.
+func (t *table6[T]) marked(hi uint64) bool {
+	b, _ := t.findFrom(t.home(hi), slot6Marker, hi&mask64(strideV6), 0)
+	return b != nil
+}
+
+// inHome returns where the home chain of the /48 block of hi holds
+// entries of that block longer than /48.
+func (t *table6[T]) inHome(hi uint64) (at []slotRef6[T]) {
+	for i, n := t.home(hi), 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			if s := slot6(b[j].meta.Load()); s.split() && (b[j].hi.Load()^hi)&mask64(strideV6) == 0 {
+				at = append(at, slotRef6[T]{b, j})
+			}
+		}
+		if !slot6(b[ways6-1].meta.Load()).overflowed() {
+			break
+		}
+	}
+	return at
+}
+
+// slotRef6 names a slot of a table6.
+type slotRef6[T any] struct {
+	b *bucket6[T]
+	j int
+}
+
+// probe returns the slot that covers v in the chain from bucket i, and its
+// record. ok is false if there is none, or if a writer rewrote the slot
+// while it was read.
+func (t *table4[T]) probe(i int, v uint32) (s slot4, r *record[T], ok bool) {
+	for n := 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			sl := &b[j]
+			if s = slot4(sl.w.Load()); s.covers(v) {
+				r = sl.rec.Load()
+				return s, r, slot4(sl.w.Load()) == s
+			}
+		}
+		if !slot4(b[ways4-1].w.Load()).overflowed() {
+			break
+		}
+	}
+	return 0, nil, false
+}
+
+// probe is table4.probe for the IPv6 address ahi:alo, markers included if
+// markers is set; it also returns the slot's block address.
+func (t *table6[T]) probe(i int, ahi, alo uint64, markers bool) (s slot6, hi, lo uint64, r *record[T], ok bool) {
+	for n := 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			sl := &b[j]
+			if s = slot6(sl.meta.Load()); s.empty() || s.marker() && !markers {
+				continue
+			}
+			hi = sl.hi.Load()
+			kb := s.keyBits(hi)
+			if (ahi^hi)&mask64(kb) != 0 {
+				continue
+			}
+			if lo = sl.lo.Load(); (alo^lo)&mask64(kb-64) != 0 {
+				continue
+			}
+			r = sl.rec.Load()
+			return s, hi, lo, r, slot6(sl.meta.Load()) == s
+		}
+		if !slot6(b[ways6-1].meta.Load()).overflowed() {
+			break
+		}
+	}
+	return 0, 0, 0, nil, false
+}
+
+// find returns the bucket and way that hold entry s, or nil.
+func (t *table4[T]) find(s slot4) (*bucket4[T], int) {
+	for i, n := t.home(s.block()), 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			if slot4(b[j].w.Load()).entry() == s {
+				return b, j
+			}
+		}
+		if !slot4(b[ways4-1].w.Load()).overflowed() {
+			break
+		}
+	}
+	return nil, 0
+}
+
+// find returns the bucket and way that hold the entry of meta s at hi:lo,
+// or nil.
+func (t *table6[T]) find(s slot6, hi, lo uint64) (*bucket6[T], int) {
+	return t.findFrom(t.start(s, hi, lo), s, hi, lo)
+}
+
+// findFrom is find in the chain from bucket i.
+func (t *table6[T]) findFrom(i int, s slot6, hi, lo uint64) (*bucket6[T], int) {
+	for n := 0; n < len(t.b); i, n = t.next(i), n+1 {
+		b := &t.b[i]
+		for j := range b {
+			if slot6(b[j].meta.Load()).entry() == s && b[j].hi.Load() == hi && b[j].lo.Load() == lo {
+				return b, j
+			}
+		}
+		if !slot6(b[ways6-1].meta.Load()).overflowed() {
+			break
+		}
+	}
+	return nil, 0
+}
+
+// place writes entry s with record r into the first empty slot of the
+// chain from bucket i, marking each full bucket it passes as overflowed,
+// and returns how many buckets it newly marked. The table must have an
+// empty slot.
+func (t *table4[T]) place(i int, s slot4, r *record[T]) (overflows int) {
+	for ; ; i = t.next(i) {
+		b := &t.b[i]
+		for j := range b {
+			if slot4(b[j].w.Load()).empty() {
+				b.write(j, s, r)
+				return overflows
+			}
+		}
+		if last := &b[ways4-1].w; !slot4(last.Load()).overflowed() {
+			last.Store(uint64(slot4(last.Load()) | slot4Overflow))
+			overflows++
+		}
+	}
+}
+
+// place is table4.place for an IPv6 entry.
+func (t *table6[T]) place(i int, s slot6, hi, lo uint64, r *record[T]) (overflows int) {
+	for ; ; i = t.next(i) {
+		b := &t.b[i]
+		for j := range b {
+			if slot6(b[j].meta.Load()).empty() {
+				b.write(j, s, hi, lo, r)
+				return overflows
+			}
+		}
+		if last := &b[ways6-1].meta; !slot6(last.Load()).overflowed() {
+			last.Store(uint64(slot6(last.Load()) | slot6Overflow))
+			overflows++
+		}
+	}
+}
+
+// write rewrites way j for the readers' double check of the word: it goes
+// empty (with a new version) before the record changes, and gets its entry
+// (with a newer one) after. s empty clears the slot. The overflow mark
+// stays.
+func (b *bucket4[T]) write(j int, s slot4, r *record[T]) {
+	sl := &b[j]
+	old := slot4(sl.w.Load())
+	keep, v := old&slot4Overflow, old.version()
+	sl.w.Store(uint64(keep | (v+1)&slot4VersionMask<<slot4VersionShift))
+	sl.rec.Store(r)
+	if !s.empty() {
+		sl.w.Store(uint64(keep | s.entry() | (v+2)&slot4VersionMask<<slot4VersionShift))
+	}
+}
+
+// write is bucket4.write for an IPv6 slot.
+func (b *bucket6[T]) write(j int, s slot6, hi, lo uint64, r *record[T]) {
+	sl := &b[j]
+	old := slot6(sl.meta.Load())
+	keep, v := old&slot6Overflow, old.version()
+	sl.meta.Store(uint64(keep | (v+1)&slot6VersionMask<<slot6VersionShift))
+	sl.hi.Store(hi)
+	sl.lo.Store(lo)
+	sl.rec.Store(r)
+	if !s.empty() {
+		sl.meta.Store(uint64(keep | s.entry() | (v+2)&slot6VersionMask<<slot6VersionShift))
+	}
+}
