@@ -1,6 +1,8 @@
 package geocache
 
 import (
+	"net/netip"
+	"os"
 	"testing"
 
 	"github.com/oschwald/geoip2-golang/v2"
@@ -13,11 +15,21 @@ import (
 // traffic has run twice, its estimate for four times the budget is within
 // 3 points of the hit ratio a cache run at that budget has on the
 // traffic's second pass; and it says it does not know before it has seen
-// enough.
+// enough. With GEOCACHE_MMDB set, it checks that database too, at the
+// default budget, on 2^21 Zipf lookups.
 func TestHitRatioAt(t *testing.T) {
-	path := genDB(t, mmdbtest.Spec{Seed: 12, Networks: 100_000, Records: 10_000})
-	traffic := workload.Zipf(workload.Networks(openReader(t, path)), 300_000, 12)
-	const budget = 2 << 20
+	t.Run("generated", func(t *testing.T) {
+		path := genDB(t, mmdbtest.Spec{Seed: 12, Networks: 100_000, Records: 10_000})
+		checkHitRatioAt(t, path, workload.Zipf(workload.Networks(openReader(t, path)), 300_000, 12), 2<<20)
+	})
+	if path := os.Getenv("GEOCACHE_MMDB"); path != "" {
+		t.Run("GEOCACHE_MMDB", func(t *testing.T) {
+			checkHitRatioAt(t, path, workload.Zipf(workload.Networks(openReader(t, path)), 1<<21, 42), DefaultMaxCost)
+		})
+	}
+}
+
+func checkHitRatioAt(t *testing.T, path string, traffic []netip.Addr, budget int64) {
 	secondPass := func(c *Cache[geoip2.City]) float64 {
 		for _, a := range traffic {
 			c.Lookup(a)

@@ -78,7 +78,7 @@ func TestReloadStress(t *testing.T) {
 	addrs := sampleAddrs(5, nets, 20_000, true)
 	wantA, wantB := answers(t, pathA, addrs), answers(t, pathB, addrs)
 
-	c, err := Open[any](pathA, &Options{MaxCost: 2 << 20})
+	c, err := Open[any](pathA, &Options{MaxCost: 2 << 20, ReloadCPU: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestWatchRename(t *testing.T) {
 func TestReloadUnchanged(t *testing.T) {
 	path := genDB(t, mmdbtest.Spec{Seed: 1})
 	data := mustRead(t, path)
-	c := mustOpen[any](t, path, nil)
+	c := mustOpen[any](t, path, &Options{ReloadCPU: 1}) // unpaced: pacing is not under test
 	defer c.Close()
 	r := openReader(t, path)
 	addrs := sampleAddrs(3, workload.Networks(r), 5000, true)

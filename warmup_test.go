@@ -40,9 +40,15 @@ func evict(t testing.TB, path string) {
 	}
 }
 
-// bigDB is a generated database of a few MB, so that warmup takes a while.
+// bigDB is a generated database of a few MB, so that warmup takes a while
+// (a third of that under -race, where generating it takes most of the
+// time).
 func bigDB(t testing.TB) string {
-	return genDB(t, mmdbtest.Spec{Seed: 9, Networks: 150_000})
+	n := 150_000
+	if raceEnabled {
+		n /= 3
+	}
+	return genDB(t, mmdbtest.Spec{Seed: 9, Networks: n})
 }
 
 func TestWarmupMakesResident(t *testing.T) {
