@@ -188,6 +188,61 @@ func TestFrontIPv6(t *testing.T) {
 func TestFrontConcurrent(t *testing.T) {
 	f := newFront[uint32](newCountingHolder())
 	const blocks = 64
+	raceReaders(t, func(rnd *rand.Rand) (found, right bool) {
+		v := uint32(rnd.IntN(blocks))<<8 | rnd.Uint32()&0xff
+		s, r, ok := f.lookup4(v)
+		return ok, ok && r != nil && r.v == uint32(s.entry()>>slot4AddrShift) && s.covers(v)
+	}, func() {
+		rnd := rand.New(rand.NewPCG(3, 4))
+		for range 300_000 {
+			// Half the blocks are whole /24s, half split into /32s.
+			blk := uint32(rnd.IntN(blocks))
+			s := makeSlot4(blk<<8, 24, false)
+			if blk%2 == 1 {
+				s = makeSlot4(blk<<8|rnd.Uint32()&0xff, 32, false)
+			}
+			if rnd.IntN(2) == 0 {
+				f.insert4(s, &record[uint32]{v: uint32(s >> slot4AddrShift)})
+			} else {
+				f.remove4(s)
+			}
+		}
+	})
+}
+
+// TestFrontConcurrentIPv6 is TestFrontConcurrent for IPv6 entries in a few
+// /48 blocks, whose /64 networks come and go in numbers that mark the
+// blocks split and move their entries to the sub-blocks' buckets while
+// readers look up.
+func TestFrontConcurrentIPv6(t *testing.T) {
+	f := newFront[uint32](newCountingHolder())
+	const blocks = 8
+	net := func(rnd *rand.Rand) uint64 { return uint64(rnd.IntN(blocks))<<16 | uint64(rnd.IntN(64)) }
+	raceReaders(t, func(rnd *rand.Rand) (found, right bool) {
+		hi := net(rnd)
+		s, shi, _, r, ok := f.lookup6(hi, rnd.Uint64())
+		return ok, ok && r != nil && r.v == uint32(shi) && shi == hi && s.bits() == 64
+	}, func() {
+		rnd := rand.New(rand.NewPCG(5, 6))
+		for range 200_000 {
+			hi := net(rnd)
+			if rnd.IntN(2) == 0 {
+				f.insert6(makeSlot6(64), hi, 0, &record[uint32]{v: uint32(hi)})
+			} else {
+				f.remove6(makeSlot6(64), hi, 0)
+			}
+		}
+	})
+	if f.markers6 == 0 {
+		t.Error("no block was marked split")
+	}
+}
+
+// raceReaders runs two readers calling read until write returns, and
+// fails if a lookup that trusted a slot got a wrong answer, or if none
+// found anything.
+func raceReaders(t *testing.T, read func(*rand.Rand) (found, right bool), write func()) {
+	t.Helper()
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var wrong, trusted atomic.Int64
@@ -195,33 +250,16 @@ func TestFrontConcurrent(t *testing.T) {
 		wg.Go(func() {
 			rnd := rand.New(rand.NewPCG(uint64(g), 7))
 			for !stop.Load() {
-				v := uint32(rnd.IntN(blocks))<<8 | rnd.Uint32()&0xff
-				s, r, ok := f.lookup4(v)
-				if !ok {
-					continue
-				}
-				trusted.Add(1)
-				if r == nil || r.v != uint32(s.entry()>>slot4AddrShift) || !s.covers(v) {
-					wrong.Add(1)
+				if found, right := read(rnd); found {
+					trusted.Add(1)
+					if !right {
+						wrong.Add(1)
+					}
 				}
 			}
 		})
 	}
-	rnd := rand.New(rand.NewPCG(3, 4))
-	for range 300_000 {
-		// Half the blocks are whole /24s, half split into /32s, which
-		// move to their sub-blocks' buckets as they come and go.
-		blk := uint32(rnd.IntN(blocks))
-		s := makeSlot4(blk<<8, 24, false)
-		if blk%2 == 1 {
-			s = makeSlot4(blk<<8|rnd.Uint32()&0xff, 32, false)
-		}
-		if rnd.IntN(2) == 0 {
-			f.insert4(s, &record[uint32]{v: uint32(s >> slot4AddrShift)})
-		} else {
-			f.remove4(s)
-		}
-	}
+	write()
 	stop.Store(true)
 	wg.Wait()
 	if n := wrong.Load(); n != 0 {
@@ -317,51 +355,5 @@ func TestFrontSplitBlocks(t *testing.T) {
 	}
 	if n := longestRun6(f.t6.Load()); n > 8 {
 		t.Errorf("a lookup may read %d IPv6 buckets", n)
-	}
-}
-
-// TestFrontConcurrentIPv6 is TestFrontConcurrent for IPv6 entries in a few
-// /48 blocks, whose /64 networks come and go in numbers that mark the
-// blocks split and move their entries to the sub-blocks' buckets while
-// readers look up.
-func TestFrontConcurrentIPv6(t *testing.T) {
-	f := newFront[uint32](newCountingHolder())
-	const blocks = 8
-	net := func(rnd *rand.Rand) uint64 { return uint64(rnd.IntN(blocks))<<16 | uint64(rnd.IntN(64)) }
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var wrong, trusted atomic.Int64
-	for g := range 2 {
-		wg.Go(func() {
-			rnd := rand.New(rand.NewPCG(uint64(g), 8))
-			for !stop.Load() {
-				hi := net(rnd)
-				s, shi, _, r, ok := f.lookup6(hi, rnd.Uint64())
-				if !ok {
-					continue
-				}
-				trusted.Add(1)
-				if r == nil || r.v != uint32(shi) || shi != hi || s.bits() != 64 {
-					wrong.Add(1)
-				}
-			}
-		})
-	}
-	rnd := rand.New(rand.NewPCG(5, 6))
-	for range 200_000 {
-		hi := net(rnd)
-		if rnd.IntN(2) == 0 {
-			f.insert6(makeSlot6(64), hi, 0, &record[uint32]{v: uint32(hi)})
-		} else {
-			f.remove6(makeSlot6(64), hi, 0)
-		}
-	}
-	stop.Store(true)
-	wg.Wait()
-	if n := wrong.Load(); n != 0 {
-		t.Errorf("%d of %d lookups trusted a slot with another entry's record", n, trusted.Load())
-	}
-	if trusted.Load() == 0 || f.markers6 == 0 {
-		t.Errorf("%d lookups found an entry, %d blocks marked split", trusted.Load(), f.markers6)
 	}
 }

@@ -40,8 +40,8 @@ type sampleRef struct {
 }
 
 // The sampling: an object is sampled when its hash (8 bits) is below the
-// limit, so the rate is limit/256. It starts at maxSampleLimit (1 in 64)
-// and drops while the trace names more objects than it follows.
+// limit, so the rate is limit/256. It starts at startLimit and drops while
+// the trace names more objects than it follows.
 const (
 	maxSampleLimit = 4
 	refsPerBuffer  = 128
@@ -50,6 +50,16 @@ const (
 	// a map slot, and the uses of it in the trace.
 	sampledObjBytes = 64
 )
+
+// startLimit is the first sampling limit for a budget: 1 in 64 up to
+// 16 MiB, down to 1 in 256 from 64 MiB. The trace holds a fixed number of
+// uses, and a bigger cache keeps objects across more lookups: sampled at
+// 1 in 64, a GeoLite2-City trace spanned half a million lookups, too few
+// to see the tail that competes for a 64 MiB cache, and the estimate was
+// 18 points too high.
+func startLimit(maxCost int64) uint32 {
+	return uint32(min(maxSampleLimit, max(1, (64<<20)/max(maxCost, 1))))
+}
 
 // traceLen is how many sampled uses the trace keeps, and maxSampled how
 // many objects it follows, for a budget: enough for the estimate to err by
@@ -93,8 +103,8 @@ func newSampler(ps int, maxCost int64, lookups func() uint64) *sampler {
 		lookups: lookups,
 	}
 	s.trace = trace{refs: make([]traceRef, 0, traceLen(maxCost)), max: maxSampled(maxCost),
-		limit: maxSampleLimit, objs: map[uint64]*tracedObj{}}
-	s.limit.Store(maxSampleLimit)
+		limit: startLimit(maxCost), objs: map[uint64]*tracedObj{}}
+	s.limit.Store(startLimit(maxCost))
 	for range cap(s.free) {
 		b := make([]sampleRef, 0, refsPerBuffer)
 		s.free <- &b
@@ -341,9 +351,9 @@ func (t *trace) hitRatio(itemBytes int64) (float64, bool) {
 	expected := float64(last.at-first.at)*float64(t.limit)/256 - float64(last.dropped-first.dropped)
 	if expected > 0 {
 		adj := expected - float64(uses)
-		return min(max((float64(hits)+adj)/expected, 0), 1), n == cap(t.refs)
+		return min(max((float64(hits)+adj)/expected, 0), 1), 2*n >= cap(t.refs)
 	}
-	return float64(hits) / float64(uses), n == cap(t.refs)
+	return float64(hits) / float64(uses), 2*n >= cap(t.refs)
 }
 
 // miniCache is this cache's policy in small, for the trace.
