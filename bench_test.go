@@ -195,6 +195,7 @@ func openGeocache(b *testing.B, d *benchData, prime []netip.Addr, o *Options) (l
 			st := c.Stats()
 			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
 			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
+			b.ReportMetric(float64(c.cur.Load().front.bytes.Load())/(1<<20), "front-MiB")
 			c.Close()
 		}
 }

@@ -17,18 +17,19 @@
 // # How it caches
 //
 // Every address of a network has the same answer, so one miss caches the
-// whole network the database answered with, and later addresses in it are
-// hits that never touch the file. Entries are keyed by fixed-length blocks
-// (/24 for IPv4, /48 for IPv6) with markers for blocks the database splits
-// further, so a hit costs one or two probes whatever the prefix lengths of
-// the database. Decoded records are shared by every network that points at
-// the same data. Cached answers are exactly the reader's: Result.Prefix is
-// the reader's network, and IPv4-mapped IPv6 addresses are answered as
-// IPv4.
+// network the database answered with, and later addresses in it are hits
+// that never touch the file. A hit reads one bucket of a lock-free table
+// indexed by the address's /24 (IPv4) or /48 (IPv6) block, or two in a
+// block the database splits into many longer networks. Decoded records
+// are cached on their own and shared by every network that points at the
+// same data, so a new network whose record is cached costs a tree walk,
+// not a decode. Cached answers are exactly the reader's: Result.Prefix is
+// the reader's network, and an IPv4-mapped IPv6 address gets the answer
+// the reader gives it (see Cache.Lookup).
 //
 // Because records are shared, the per-address fields that
 // geoip2.Reader.City fills in (Traits.IPAddress, Traits.Network) stay
-// empty: Result.Prefix carries the network.
+// empty: Result.Prefix carries the network. Never modify a Result.Record.
 //
 // # Concurrency
 //
@@ -62,15 +63,16 @@
 //
 // # Performance
 //
-// A hit costs one probe of a 64-byte line: ~45 ns when it is in cache,
-// ~100 ns on a real traffic mix (GeoLite2-City, Zipf stream), against
-// 2-3 us for geoip2.Reader.City, and allocates nothing. A miss costs the
-// reader's tree walk and decode plus the cache's bookkeeping (~10%). Hits
-// scale with cores: nothing on the hit path is shared for writing. See the
-// README for measurements and the commands that made them.
+// A hit allocates nothing and costs about one memory access for the
+// table's line; a miss costs the reader's tree walk, and a decode unless
+// the record is cached. Hits scale
+// with cores: nothing on the hit path is written by more than one P.
+// docs/measurements.md has the figures and the commands that make them.
 //
 // # Budget
 //
 // Options.MaxCost bounds the bytes the cache accounts: entries, decoded
-// records (each once, while any entry holds it) and the fixed tables.
+// records (each once, while anything holds it) and the fixed tables.
+// HitRatioAt estimates, from the traffic being served, the hit ratio
+// another budget would give.
 package geocache

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,19 +38,25 @@ import (
 
 type benchImpl struct {
 	name string
-	open func(path string, primeWith []netip.Addr) (lookup func(netip.Addr) bool, hits func() (uint64, uint64), done func(), err error)
+	open func(path string, primeWith []netip.Addr) (lookup func(netip.Addr) bool, c cacheStats, done func(), err error)
+}
+
+// cacheStats is what bench reads of a cache: nil for the readers.
+type cacheStats interface {
+	Stats() geocache.Stats
+	HitRatioAt(maxCost int64) (float64, bool)
 }
 
 func benchImpls(maxCost int64) []benchImpl {
 	return []benchImpl{
-		{"geoip2", func(path string, _ []netip.Addr) (func(netip.Addr) bool, func() (uint64, uint64), func(), error) {
+		{"geoip2", func(path string, _ []netip.Addr) (func(netip.Addr) bool, cacheStats, func(), error) {
 			r, err := geoip2.Open(path)
 			if err != nil {
 				return nil, nil, nil, err
 			}
 			return func(a netip.Addr) bool { _, err := r.City(a); return err == nil }, nil, func() { r.Close() }, nil
 		}},
-		{"maxminddb", func(path string, _ []netip.Addr) (func(netip.Addr) bool, func() (uint64, uint64), func(), error) {
+		{"maxminddb", func(path string, _ []netip.Addr) (func(netip.Addr) bool, cacheStats, func(), error) {
 			r, err := maxminddb.Open(path)
 			if err != nil {
 				return nil, nil, nil, err
@@ -59,7 +66,7 @@ func benchImpls(maxCost int64) []benchImpl {
 				return r.Lookup(a).Decode(&c) == nil
 			}, nil, func() { r.Close() }, nil
 		}},
-		{"geocache", func(path string, prime []netip.Addr) (func(netip.Addr) bool, func() (uint64, uint64), func(), error) {
+		{"geocache", func(path string, prime []netip.Addr) (func(netip.Addr) bool, cacheStats, func(), error) {
 			c, err := geocache.Open[geoip2.City](path, &geocache.Options{MaxCost: maxCost, Warmup: geocache.WarmupWait})
 			if err != nil {
 				return nil, nil, nil, err
@@ -70,8 +77,7 @@ func benchImpls(maxCost int64) []benchImpl {
 				c.Prewarm(context.Background(), slices.Values(prime))
 			}
 			return func(a netip.Addr) bool { _, err := c.Lookup(a); return err == nil },
-				func() (uint64, uint64) { st := c.Stats(); return st.Hits, st.Misses },
-				func() { c.Close() }, nil
+				c, func() { c.Close() }, nil
 		}},
 	}
 }
@@ -139,36 +145,42 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		progressbar.OptionSetWriter(stderr), progressbar.OptionSetWidth(30),
 		progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
 	var rows []benchRow
+	var predictions string
 	for _, s := range streams {
 		for _, im := range impls {
 			bar.Describe(fmt.Sprintf("%s/%s", s.name, im.name))
-			lookup, hits, done, err := im.open(path, streams[0].addrs)
+			lookup, cs, done, err := im.open(path, streams[0].addrs)
 			if err != nil {
 				return fail(err)
 			}
 			for _, g := range gs {
 				row := benchRow{stream: s.name, impl: im.name, goroutines: g, hitP: -1}
-				var h0, m0 uint64
-				if hits != nil {
-					h0, m0 = hits()
+				var st0 geocache.Stats
+				if cs != nil {
+					st0 = cs.Stats()
 				}
 				ops, wall, allocs := throughput(lookup, s.addrs, g, *dur)
 				row.nsPerOp = float64(wall.Nanoseconds()) / float64(ops)
 				row.opsPerS = float64(ops) / wall.Seconds()
 				row.allocsPerOp = float64(allocs) / float64(ops)
-				if hits != nil {
-					h1, m1 := hits()
-					row.hitP = 100 * float64(h1-h0) / float64(max(h1-h0+m1-m0, 1))
+				if cs != nil {
+					st := cs.Stats()
+					hits, misses := st.Hits-st0.Hits, st.Misses-st0.Misses
+					row.hitP = 100 * float64(hits) / float64(max(hits+misses, 1))
 				}
 				row.hist = latencies(lookup, s.addrs, g, *latN)
 				rows = append(rows, row)
 				bar.Add(1)
+			}
+			if cs != nil && s.name == "zipf" {
+				predictions = predict(cs, *maxCost)
 			}
 			done()
 		}
 	}
 	bar.Finish()
 	printBench(stdout, rows)
+	fmt.Fprint(stdout, predictions)
 	if *jsonPath != "" {
 		if err := writeBenchJSON(*jsonPath, filepath.Base(path), rows); err != nil {
 			return fail(err)
@@ -314,4 +326,20 @@ func si(v float64) string {
 		return fmt.Sprintf("%.0fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// predict reports what HitRatioAt expects the Zipf stream to hit at
+// multiples of the budget.
+func predict(c cacheStats, maxCost int64) string {
+	var b strings.Builder
+	for _, m := range []float64{0.5, 1, 2, 4, 8} {
+		at := int64(m * float64(maxCost))
+		if r, ok := c.HitRatioAt(at); ok {
+			fmt.Fprintf(&b, " %g MiB: %.1f%%;", float64(at)/(1<<20), 100*r)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\n# predicted hit ratio of the zipf stream at other budgets (HitRatioAt):" + b.String() + "\n"
 }
