@@ -294,8 +294,8 @@ func (c *Cache[T]) miss(ip netip.Addr) (Result[T], error) {
 // replays a sample of the recent lookups (one in 64 at most, of the last
 // few million) through a miniature of the cache's admission and eviction,
 // scaled to maxCost (see mrc.go); ok is false until enough were sampled.
-// Against the cache's own hit ratio on Zipf traffic it erred by 1-2
-// points. A call replays the sample under a lock: milliseconds, beside
+// docs/measurements.md compares it with caches run at those budgets. A
+// call replays the sample under a lock: milliseconds, beside
 // the lookups, which it does not block.
 func (c *Cache[T]) HitRatioAt(maxCost int64) (ratio float64, ok bool) {
 	maxCost = max(maxCost, 1<<20)

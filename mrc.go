@@ -24,8 +24,8 @@ import (
 // first thing tried, misjudged this cache by 15-23 points on Zipf traffic:
 // a frequency-based policy keeps what LRU would lose.
 //
-// Off the hit path: a sampled lookup (one in 64 at most, fewer as the
-// traffic's objects grow) appends to a buffer of its P; a goroutine of the
+// Off the hit path: a sampled lookup (one in 64 at most, fewer for big
+// budgets and as the traffic's objects grow) appends to a buffer of its P; a goroutine of the
 // cache takes full buffers and keeps the trace. A hit that is not sampled
 // pays a multiply and a compare.
 
