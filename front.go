@@ -17,12 +17,11 @@ import (
 // the bucket of its /24 or /48 block, or of its /64 sub-block in a /48
 // with more than splitAt entries cached (see keys.go), so a hit reads one
 // line (two in such a block), and takes the record's pointer from it: no
-// second dependent load. The table is sized to the
-// entries (load 25-70%), not to the budget, so the hot blocks of a traffic
-// mix fill few lines and pages. A bucket that fills up marks its last slot
-// and continues in the next bucket (linear probing, a bucket at a time):
-// a lookup reads the next bucket only past such a mark, and every entry
-// has a place.
+// second dependent load. The table is sized to the entries (load 25-70%),
+// not to the budget, so the hot blocks of a traffic mix fill few lines and
+// pages. A bucket that fills up marks its last slot and continues in the
+// next bucket (linear probing, a bucket at a time): a lookup reads the
+// next bucket only past such a mark, and every entry has a place.
 //
 // Readers take no lock and write nothing. Writers (misses that cache an
 // entry, ristretto's callbacks that drop one) take mu, which also makes
@@ -183,22 +182,25 @@ func (f *front[T]) resize4(n int) {
 }
 
 // insert6 adds the entry of meta s keyed by the block at hi:lo, with its
-// record r, and its block's marker if it is in a split block.
+// record r; an entry longer than /48 whose /48 already holds splitAt such
+// entries in its home chain marks the /48 split first.
 func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
 	var ch change
 	defer func() { f.holder.finish(ch) }()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.t6.Load()
-	if b, _ := t.find(s, hi, lo); b != nil {
+	marked := s.split() && t.marked(hi)
+	if b, _ := t.findFrom(t.chain(s, hi, lo, marked), s, hi, lo); b != nil {
 		return present
 	}
-	if s.split() && !t.marked(hi) {
+	if s.split() && !marked {
 		if at := t.inHome(hi); len(at) >= splitAt {
 			f.split6(t, hi, at)
+			marked = true
 		}
 	}
-	f.over6 += t.place(t.start(s, hi, lo), s, hi, lo, r)
+	f.over6 += t.place(t.chain(s, hi, lo, marked), s, hi, lo, r)
 	f.n6++
 	if r != nil {
 		ch = f.holder.retain(r)
@@ -212,7 +214,10 @@ func (f *front[T]) insert6(s slot6, hi, lo uint64, r *record[T]) insertResult {
 	return inserted
 }
 
-// split6 is split4 for the IPv6 block of hi.
+// split6 marks the /48 block of hi split and moves its entries at (all
+// those in its home chain longer than /48) to their sub-blocks' chains. A
+// reader may miss them while they move, never read a wrong answer. Caller
+// holds mu.
 func (f *front[T]) split6(t *table6[T], hi uint64, at []slotRef6[T]) {
 	f.over6 += t.place(t.home(hi), slot6Marker, hi&mask64(strideV6), 0, nil)
 	f.n6++
@@ -274,7 +279,8 @@ func (f *front[T]) resize6(n int) {
 			if m.empty() || m.marker() {
 				continue
 			}
-			f.over6 += t.place(t.start(m, hi, lo), m, hi, lo, sl.rec.Load())
+			marked := longer[hi&mask64(strideV6)] > splitAt
+			f.over6 += t.place(t.chain(m, hi, lo, marked), m, hi, lo, sl.rec.Load())
 			f.n6++
 		}
 	}

@@ -53,7 +53,12 @@ func (t *table6[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
 // at: its sub-block's if its block is marked split, its block's otherwise
 // (markers too).
 func (t *table6[T]) start(s slot6, hi, lo uint64) int {
-	if s.split() && t.marked(hi) {
+	return t.chain(s, hi, lo, s.split() && t.marked(hi))
+}
+
+// chain is start for a caller that knows whether the block is marked.
+func (t *table6[T]) chain(s slot6, hi, lo uint64, marked bool) int {
+	if marked && s.split() {
 		return t.sub(hi, lo)
 	}
 	return t.home(hi)
