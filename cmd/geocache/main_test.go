@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/geocache/geocache"
 )
 
 func TestLookupEmbedded(t *testing.T) {
@@ -244,5 +246,28 @@ func TestBench(t *testing.T) {
 	}
 	if len(f.Rows) != rows || f.Rows[0].PercentileNs["99.9"] <= 0 || f.Rows[0].NsPerOp <= 0 {
 		t.Errorf("JSON rows: %+v", f)
+	}
+}
+
+// fakeCache answers HitRatioAt with a ratio per budget, ok only for
+// budgets it knows.
+type fakeCache map[int64]float64
+
+func (fakeCache) Stats() geocache.Stats { return geocache.Stats{} }
+func (f fakeCache) HitRatioAt(maxCost int64) (float64, bool) {
+	r, ok := f[maxCost]
+	return r, ok
+}
+
+// bench prints HitRatioAt's estimates at multiples of the budget, only
+// those the cache gives, and nothing before it has any.
+func TestBenchPredicts(t *testing.T) {
+	got := predict(fakeCache{32 << 20: 0.5, 128 << 20: 0.875}, 64<<20)
+	want := "\n# predicted hit ratio of the zipf stream at other budgets (HitRatioAt): 32 MiB: 50.0%; 128 MiB: 87.5%;\n"
+	if got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := predict(fakeCache{}, 64<<20); got != "" {
+		t.Errorf("no estimates: got %q", got)
 	}
 }
