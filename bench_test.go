@@ -37,11 +37,13 @@ import (
 //     filled by the zipf stream.
 //
 // Every benchmark runs its references in the same run: geoip2-golang's
-// City and a bare maxminddb Lookup+Decode into a fresh record (what a miss
-// must do anyway), and map24 for hits: a prebuilt Go map from each /24
-// (IPv4) or /48 (IPv6) block of the zipf stream to its record, the fastest
-// structure that holds the same data. Compare with benchstat -col /impl;
-// docs/measurements.md has the commands.
+// City; a bare maxminddb Lookup+Decode into a fresh record (what a miss
+// must do anyway); on the steady state, walk, the bare tree walk (what a
+// new network whose record is cached must do anyway); and map24 for hits:
+// a prebuilt Go map from each /24 (IPv4) or /48 (IPv6) block of the zipf
+// stream to its record, the fastest structure that holds the same data.
+// Compare with benchstat -col /impl; docs/measurements.md has the
+// commands.
 
 const streamLen = 1 << 20
 
@@ -123,6 +125,15 @@ var (
 			return r.Lookup(a).Decode(&c) == nil
 		}, func() { r.Close() }
 	}}
+	walkVariant = variant{"impl=walk", func(b *testing.B, d *benchData, _ []netip.Addr) (lookupFunc, func()) {
+		r, err := maxminddb.Open(d.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func(a netip.Addr) bool {
+			return r.Lookup(a).Err() == nil
+		}, func() { r.Close() }
+	}}
 	map24Variant = variant{"impl=map24", func(b *testing.B, d *benchData, prime []netip.Addr) (lookupFunc, func()) {
 		m4, m6 := prebuiltMaps(b, d.path, prime)
 		return func(a netip.Addr) bool {
@@ -195,6 +206,7 @@ func openGeocache(b *testing.B, d *benchData, prime []netip.Addr, o *Options) (l
 			st := c.Stats()
 			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
 			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
+			b.ReportMetric(100*float64(st.Decodes-start.Decodes)/float64(max(hits+misses, 1)), "decode%")
 			b.ReportMetric(float64(c.cur.Load().front.bytes.Load())/(1<<20), "front-MiB")
 			c.Close()
 		}
@@ -224,7 +236,7 @@ func scenarios() []scenario {
 		// Steady state: new draws from the same popularity, after priming
 		// with 2^21 draws. Single goroutine: the draws are made as it goes.
 		{name: "stream=fresh", prime: func(d *benchData) []netip.Addr { return d.prime }, gen: freshDraws, variants: []variant{
-			geoip2Variant, maxminddbVariant,
+			geoip2Variant, maxminddbVariant, walkVariant,
 			geocacheVariant("impl=geocache", DefaultMaxCost), geocacheVariant("impl=geocache-hotset", hotSetBudget)}},
 		// Misses: every address in a new network, a 1 MiB cache.
 		{name: "stream=uniform", prime: func(*benchData) []netip.Addr { return nil },
@@ -401,6 +413,7 @@ func BenchmarkReload(b *testing.B) {
 			st := c.Stats()
 			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
 			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
+			b.ReportMetric(100*float64(st.Decodes-start.Decodes)/float64(max(hits+misses, 1)), "decode%")
 			b.ReportMetric(float64(st.Reloads-start.Reloads+st.Unchanged-start.Unchanged), "reloads")
 		})
 	}
