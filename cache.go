@@ -202,7 +202,7 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 		if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
 			g.touch(s.key(), r)
 		}
-		if eh := uint8(blockHash4(v) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
+		if eh := uint8(blockHash4(s.block()) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
 			c.sample(eh, s.key, false, r, s.sample())
 		}
 		return res, nil

@@ -14,10 +14,12 @@ import (
 //
 // A bucket is one 64-byte cache line of four IPv4 slots (a word and the
 // record's pointer), or two lines of four IPv6 slots. An entry lives in
-// the bucket of its /24 or /48 block, or of its /64 sub-block in a /48
-// with more than splitAt entries cached (see keys.go), so a hit reads one
-// line (two in such a block), and takes the record's pointer from it: no
-// second dependent load. The table is sized to the entries (load 25-70%),
+// the bucket of its /24 or /48 block, of its /16 block if it is an IPv4
+// network shorter than /24, or of its /64 sub-block in a /48 with more
+// than splitAt entries cached (see keys.go), so a hit reads one line (two
+// in a split block, or in a /20 that holds both a /21-/23 and longer
+// networks), and takes the record's pointer from it: no second dependent
+// load. The table is sized to the entries (load 25-70%),
 // not to the budget, so the hot blocks of a traffic mix fill few lines and
 // pages. A bucket that fills up marks its last slot and continues in the
 // next bucket (linear probing, a bucket at a time): a lookup reads the
@@ -88,7 +90,7 @@ func newFront[T any](h holder[T]) *front[T] {
 
 // account records the tables' size.
 func (f *front[T]) account() {
-	f.bytes.Store(int64(len(f.t4.Load().b))*int64(unsafe.Sizeof(bucket4[T]{})) +
+	f.bytes.Store(shortMapBytes + int64(len(f.t4.Load().b))*int64(unsafe.Sizeof(bucket4[T]{})) +
 		int64(len(f.t6.Load().b))*int64(unsafe.Sizeof(bucket6[T]{})))
 }
 
@@ -97,6 +99,11 @@ func (f *front[T]) account() {
 // rewrote a slot while it was read.
 func (f *front[T]) lookup4(v uint32) (s slot4, r *record[T], ok bool) {
 	t := f.t4.Load()
+	if t.inShort(v) {
+		if s, r, ok = t.probe(t.short(v), v); ok {
+			return s, r, ok
+		}
+	}
 	return t.probe(t.home(v), v)
 }
 
@@ -128,7 +135,10 @@ func (f *front[T]) insert4(s slot4, r *record[T]) insertResult {
 	if b, _ := t.find(s); b != nil {
 		return present
 	}
-	f.over4 += t.place(t.home(s.block()), s, r)
+	if s.bits() < strideV4 {
+		t.markShort(s)
+	}
+	f.over4 += t.place(t.start(s), s, r)
 	f.n4++
 	if r != nil {
 		ch = f.holder.retain(r)
@@ -171,7 +181,10 @@ func (f *front[T]) resize4(n int) {
 	for i := range old.b {
 		for j := range old.b[i] {
 			if s := slot4(old.b[i][j].w.Load()).entry(); !s.empty() {
-				f.over4 += t.place(t.home(s.block()), s, old.b[i][j].rec.Load())
+				if s.bits() < strideV4 {
+					t.markShort(s)
+				}
+				f.over4 += t.place(t.start(s), s, old.b[i][j].rec.Load())
 				f.n4++
 			}
 		}

@@ -35,9 +35,10 @@ func (h *countingHolder) release(r *record[uint32]) change {
 
 func (*countingHolder) finish(change) {}
 
-// frontEntries4 is a golden reference of the IPv4 entries in a front: for
-// each /24 block, either one network of at most 24 bits or the /25-/32
-// networks it is split into, each with a record that names it.
+// frontEntries4 is a golden reference of the IPv4 entries in a front:
+// networks that never overlap, /16 to /32 (those shorter than /24 cover
+// many /24 blocks, and live in their /16's chain), each with a record
+// that names it.
 type frontEntries4 map[slot4]*record[uint32]
 
 // entryFor returns the entry of es that covers v, by brute force.
@@ -356,4 +357,59 @@ func TestFrontSplitBlocks(t *testing.T) {
 	if n := longestRun6(f.t6.Load()); n > 8 {
 		t.Errorf("a lookup may read %d IPv6 buckets", n)
 	}
+}
+
+// TestFrontShortNetworks checks IPv4 networks shorter than /24 beside
+// longer ones in the same /20 and /16 blocks: each address finds the one
+// entry that covers it, whichever chain holds it, before and after the
+// short ones leave.
+func TestFrontShortNetworks(t *testing.T) {
+	f := newFront[uint32](newCountingHolder())
+	ip := func(a, b, c, d uint32) uint32 { return a<<24 | b<<16 | c<<8 | d }
+	entries := []slot4{
+		makeSlot4(ip(10, 0, 0, 0), 22, false),  // 10.0.0.0-10.0.3.255
+		makeSlot4(ip(10, 0, 4, 0), 24, false),  // same /20
+		makeSlot4(ip(10, 0, 5, 64), 26, false), // same /20
+		makeSlot4(ip(10, 0, 16, 0), 20, false), // the next /20
+		makeSlot4(ip(10, 7, 0, 0), 16, false),  // a /16 keyed as its own /16 block
+		makeSlot4(ip(11, 0, 0, 0), 12, false),  // shorter than /16: keyed by 11.0.0.0/16
+	}
+	for _, s := range entries {
+		f.insert4(s, &record[uint32]{v: uint32(s >> slot4AddrShift)})
+	}
+	cases := []struct {
+		v    uint32
+		want slot4 // 0: no entry
+	}{
+		{ip(10, 0, 2, 9), entries[0]},
+		{ip(10, 0, 4, 200), entries[1]},
+		{ip(10, 0, 5, 100), entries[2]},
+		{ip(10, 0, 5, 1), 0},
+		{ip(10, 0, 31, 255), entries[3]},
+		{ip(10, 7, 200, 1), entries[4]},
+		{ip(10, 8, 0, 1), 0},
+		{ip(11, 0, 99, 1), entries[5]},
+		{ip(11, 1, 0, 1), 0}, // in the /12, not in the /16 block it was cached for
+	}
+	check := func(when string, gone map[slot4]bool) {
+		for _, c := range cases {
+			want := c.want
+			if gone[want] {
+				want = 0
+			}
+			s, r, ok := f.lookup4(c.v)
+			if ok != (want != 0) || ok && (s.entry() != want || r.v != uint32(want>>slot4AddrShift)) {
+				t.Errorf("%s: lookup4(%v) = %v/%d %v, want %v/%d", when, from4(c.v), from4(s.network()), s.bits(), ok, from4(want.network()), want.bits())
+			}
+		}
+	}
+	check("all cached", nil)
+	gone := map[slot4]bool{}
+	for _, s := range entries {
+		if s.bits() < strideV4 {
+			f.remove4(s)
+			gone[s] = true
+		}
+	}
+	check("short ones removed", gone)
 }

@@ -16,18 +16,26 @@ import (
 // GeoLite2-City's histogram (72% of its IPv4 networks are /24 or shorter;
 // IPv6 networks spread from /29 to /64 around /48).
 //
-//   - A network of length L <= S covers whole /S blocks. It is cached once
-//     per /S block it was asked about, keyed by that block, in the bucket
-//     of that block: one probe.
-//   - An IPv4 network longer than /24 is keyed by itself, in the bucket of
+//   - An IPv4 network of /24 or longer is keyed by itself, in the bucket of
 //     its /24 and the buckets after it: a /24 holds at most 256 networks,
 //     so its chain stays short (GeoLite2-City's densest /24 blocks cost a
 //     lookup a few lines at worst), and a lookup reads one bucket nearly
 //     always.
-//   - An IPv6 /48 can hold thousands (GeoLite2-City splits some into
-//     2,920), so in a split /48 the networks are keyed by a second, finer
-//     block, the /64 sub-block: a network of length 48 < L <= 64 is cached
-//     once per sub-block asked about, a longer one keyed by itself. The
+//   - An IPv4 network shorter than /24 is keyed by itself too (by its /16
+//     block if it is shorter than /16), in the chain of its /16 block: one
+//     entry answers all of its /24 blocks, so a new /24 of a cached network
+//     is a hit, not a tree walk, and the budget holds one entry for the
+//     network, not one per /24 asked about (a /16 holds at most 254 networks
+//     shorter than /24). Which chain a lookup reads first, table4.shortAt
+//     says.
+//   - An IPv6 network of length L <= 48 covers whole /48 blocks. It is
+//     cached once per /48 block it was asked about, keyed by that block,
+//     in the bucket of that block: one probe.
+//   - An IPv6 /48 can hold thousands of networks (GeoLite2-City splits
+//     some into 2,920), so in a split /48 the networks are keyed by a
+//     second, finer block, the /64 sub-block: a network of length
+//     48 < L <= 64 is cached once per sub-block asked about, a longer one
+//     keyed by itself. The
 //     first few cached live in the /48's bucket, one probe; past that the
 //     block gets a marker there and they move to their sub-blocks'
 //     buckets, and a lookup that finds the marker reads a second bucket
@@ -43,6 +51,7 @@ import (
 // entry is the xxhash of its key block and length.
 const (
 	strideV4    = 24
+	shortV4     = 16 // the block of IPv4 networks shorter than strideV4
 	strideV6    = 48
 	subStrideV6 = 64
 	// subStrideV6Zero is the sub-block length in ::/64.
@@ -50,7 +59,7 @@ const (
 )
 
 // keyBits4 is the key length of an IPv4 network of length bits.
-func keyBits4(bits int) int { return max(bits, strideV4) }
+func keyBits4(bits int) int { return max(bits, shortV4) }
 
 // keyBits6 is the key length of an IPv6 network of length bits whose
 // address's top 64 bits are hi.
@@ -72,9 +81,11 @@ func keyBits6(hi uint64, bits int) int {
 const fibonacci = 0x9e3779b97f4a7c15
 
 // blockHash4 and blockHash6 hash the /S block of an address for the first
-// level; subHash6 an IPv6 sub-block in a split block. The table keeps the
+// level, shortHash4 its /16 block (apart from every /24's hash); subHash6
+// an IPv6 sub-block in a split block. The table keeps the
 // top bits.
 func blockHash4(v uint32) uint64  { return uint64(v>>(32-strideV4)) * fibonacci }
+func shortHash4(v uint32) uint64  { return uint64(v>>(32-shortV4)|1<<strideV4) * fibonacci }
 func blockHash6(hi uint64) uint64 { return (hi >> (64 - strideV6)) * fibonacci }
 func subHash6(hi, lo uint64) uint64 {
 	if hi == 0 {

@@ -118,7 +118,7 @@ func TestBlockHashSpreads(t *testing.T) {
 // TestKeyBits checks the key lengths of networks shorter and longer than
 // the strides: blocks, IPv6 sub-blocks, and ::/64's IPv4-sized sub-blocks.
 func TestKeyBits(t *testing.T) {
-	for _, c := range []struct{ bits, want int }{{0, 24}, {16, 24}, {24, 24}, {25, 25}, {28, 28}, {32, 32}} {
+	for _, c := range []struct{ bits, want int }{{0, 16}, {8, 16}, {16, 16}, {20, 20}, {23, 23}, {24, 24}, {25, 25}, {28, 28}, {32, 32}} {
 		if got := keyBits4(c.bits); got != c.want {
 			t.Errorf("keyBits4(%d) = %d, want %d", c.bits, got, c.want)
 		}

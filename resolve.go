@@ -55,7 +55,7 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		}
 		e4 = makeSlot4(addr4(a), bits, v6Root)
 		key = e4.key()
-		how.eh = uint8(blockHash4(addr4(a)) >> 56)
+		how.eh = uint8(blockHash4(e4.block()) >> 56)
 	} else {
 		e6 = makeSlot6(bits)
 		hi, lo = addr6(a)

@@ -19,7 +19,20 @@ type bucket6[T any] [ways6]struct {
 type table4[T any] struct {
 	b     []bucket4[T]
 	shift uint8 // 64 - log2(len(b)): the hash's top bits index b
+	// A bit per /20 block: set if an entry shorter than /24 may cover
+	// some of it. A lookup in a /20 without one reads only its /24's
+	// chain, one in a /20 with one reads its /16's chain first: either
+	// way a hit reads one bucket, unless the /20 holds both (a /21-/23
+	// beside longer networks). Bits are set by writers and cleared only
+	// by a rebuild, so a stale one costs a probe, never an answer.
+	shortAt [1 << (shortMapBits - 6)]atomic.Uint64
 }
+
+// shortMapBits is the length of the blocks table4.shortAt maps.
+const shortMapBits = 20
+
+// shortMapBytes is the size of table4.shortAt.
+const shortMapBytes = 1 << shortMapBits / 8
 
 type table6[T any] struct {
 	b     []bucket6[T]
@@ -42,12 +55,46 @@ func shiftFor(buckets int) uint8 {
 	return s
 }
 
-// home is the bucket of an address's block, sub that of its sub-block.
+// home is the bucket of an address's block, short that of its /16 block,
+// sub that of its sub-block.
 func (t *table4[T]) home(v uint32) int     { return int(blockHash4(v) >> t.shift) }
+func (t *table4[T]) short(v uint32) int    { return int(shortHash4(v) >> t.shift) }
 func (t *table6[T]) home(hi uint64) int    { return int(blockHash6(hi) >> t.shift) }
 func (t *table6[T]) sub(hi, lo uint64) int { return int(subHash6(hi, lo) >> t.shift) }
 func (t *table4[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
 func (t *table6[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
+
+// inShort reports whether the /20 block of v may hold an entry shorter
+// than /24.
+func (t *table4[T]) inShort(v uint32) bool {
+	i := v >> (32 - shortMapBits)
+	return t.shortAt[i/64].Load()&(1<<(i%64)) != 0
+}
+
+// markShort sets the shortAt bits of the /20 blocks that the entry s
+// (shorter than /24) covers.
+func (t *table4[T]) markShort(s slot4) {
+	kb := s.keyBits()
+	first := s.block() >> (32 - shortMapBits)
+	n := uint32(1)
+	if kb < shortMapBits {
+		n = 1 << (shortMapBits - kb)
+	}
+	for i := first; i < first+n; i++ {
+		if w := &t.shortAt[i/64]; w.Load()&(1<<(i%64)) == 0 {
+			w.Or(1 << (i % 64))
+		}
+	}
+}
+
+// start is the bucket the chain of the IPv4 entry s starts at: its /16
+// block's if it is shorter than /24, its /24 block's otherwise.
+func (t *table4[T]) start(s slot4) int {
+	if s.bits() < strideV4 {
+		return t.short(s.block())
+	}
+	return t.home(s.block())
+}
 
 // start is the bucket the chain of an IPv6 entry of meta s at hi:lo starts
 // at: its sub-block's if its block is marked split, its block's otherwise
@@ -143,7 +190,7 @@ func (t *table6[T]) probe(i int, ahi, alo uint64, markers bool) (s slot6, hi, lo
 
 // find returns the bucket and way that hold entry s, or nil.
 func (t *table4[T]) find(s slot4) (*bucket4[T], int) {
-	for i, n := t.home(s.block()), 0; n < len(t.b); i, n = t.next(i), n+1 {
+	for i, n := t.start(s), 0; n < len(t.b); i, n = t.next(i), n+1 {
 		b := &t.b[i]
 		for j := range b {
 			if slot4(b[j].w.Load()).entry() == s {
