@@ -1,12 +1,14 @@
 // Command geocache-lab runs the experiments behind geocache's published
 // measurements (docs/measurements.md): page faults on cold and slow
-// storage, residency over time, a cache-busting flood, and the charts.
+// storage, residency over time, a cache-busting flood, why misses miss,
+// and the charts.
 // It is a module of its own, so that what it needs (FUSE, plotting) is
 // no dependency of the library or of the geocache command.
 //
 //	geocache-lab coldstart -db PATH [-fuse-delay 10ms] [-disk-lookups 200000] [-plot FILE.png]
 //	geocache-lab soak -db PATH [-duration 5m] [-keepwarm 10s]
 //	geocache-lab adversarial -db PATH [-n 10000000] [-maxcost BYTES]
+//	geocache-lab misses -db PATH [-maxcost BYTES] [-stream fresh|zipf] [-rounds 2]
 //	geocache-lab plot-bench -in BENCH.json -out FILE.svg
 //	geocache-lab slowfs [-delay 10ms] SRC MNT
 package main
@@ -24,6 +26,8 @@ const usage = `usage:
                          residency and major faults under light traffic after warmup
   geocache-lab adversarial -db PATH [-n 10000000] [-maxcost BYTES]
                          never-repeating addresses: cost vs budget, heap and RSS over time
+  geocache-lab misses -db PATH [-maxcost BYTES] [-stream fresh|zipf] [-rounds 2]
+                         the misses of the benchmarks' traffic, by why they missed
   geocache-lab plot-bench -in BENCH.json -out FILE.svg|.png
                          latency percentiles of a "geocache bench -json" run
   geocache-lab slowfs [-delay 10ms] SRC MNT
@@ -47,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return soak(args[1:], stdout, stderr)
 	case "adversarial":
 		return adversarial(args[1:], stdout, stderr)
+	case "misses":
+		return misses(args[1:], stdout, stderr)
 	case "plot-bench":
 		return plotBench(args[1:], stdout, stderr)
 	case "slowfs":

@@ -26,6 +26,24 @@ func TestAdversarial(t *testing.T) {
 	}
 }
 
+// misses on the City test database: every class reported for each round,
+// and the first lookups of networks counted.
+func TestMisses(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run([]string{"misses", "-db", cityTest, "-prime", "2000", "-n", "3000", "-rounds", "2", "-maxcost", "2000000"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, class := range append(missClasses, "all misses", "lookups that decoded a record") {
+		if !strings.Contains(out.String(), "| "+class+" |") {
+			t.Errorf("no row %q:\n%s", class, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "| first lookup of its network | 0.00 | 0.00 |") {
+		t.Errorf("no first lookups counted:\n%s", out.String())
+	}
+}
+
 // plot-bench draws a chart from a geocache bench -json file.
 func TestPlotBench(t *testing.T) {
 	dir := t.TempDir()
