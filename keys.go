@@ -35,11 +35,10 @@ import (
 //     some into 2,920), so in a split /48 the networks are keyed by a
 //     second, finer block, the /64 sub-block: a network of length
 //     48 < L <= 64 is cached once per sub-block asked about, a longer one
-//     keyed by itself. The
-//     first few cached live in the /48's bucket, one probe; past that the
-//     block gets a marker there and they move to their sub-blocks'
-//     buckets, and a lookup that finds the marker reads a second bucket
-//     (see front).
+//     keyed by itself. The first few cached live in the /48's bucket, one
+//     probe; past that the block gets a marker there and they move to
+//     their sub-blocks' buckets, and a lookup that finds the marker reads
+//     a second bucket (see front).
 //   - IPv6 addresses in ::/64 (where IPv4-compatible and IPv4-mapped
 //     addresses live, in databases that do not alias them to the IPv4
 //     tree) are sub-blocked at /120, the IPv4 /24 inside them, since their
