@@ -19,11 +19,11 @@ import (
 // than splitAt entries cached (see keys.go), so a hit reads one line (two
 // in a split block, or in a /20 that holds both a /21-/23 and longer
 // networks), and takes the record's pointer from it: no second dependent
-// load. The table is sized to the entries (load 25-70%),
-// not to the budget, so the hot blocks of a traffic mix fill few lines and
-// pages. A bucket that fills up marks its last slot and continues in the
-// next bucket (linear probing, a bucket at a time): a lookup reads the
-// next bucket only past such a mark, and every entry has a place.
+// load. The table is sized to the entries (load 25-70%), not to the
+// budget, so the hot blocks of a traffic mix fill few lines and pages. A
+// bucket that fills up marks its last slot and continues in the next
+// bucket (linear probing, a bucket at a time): a lookup reads the next
+// bucket only past such a mark, and every entry has a place.
 //
 // Readers take no lock and write nothing. Writers (misses that cache an
 // entry, ristretto's callbacks that drop one) take mu, which also makes
@@ -135,10 +135,7 @@ func (f *front[T]) insert4(s slot4, r *record[T]) insertResult {
 	if b, _ := t.find(s); b != nil {
 		return present
 	}
-	if s.bits() < strideV4 {
-		t.markShort(s)
-	}
-	f.over4 += t.place(t.start(s), s, r)
+	f.over4 += t.place(s, r)
 	f.n4++
 	if r != nil {
 		ch = f.holder.retain(r)
@@ -181,10 +178,7 @@ func (f *front[T]) resize4(n int) {
 	for i := range old.b {
 		for j := range old.b[i] {
 			if s := slot4(old.b[i][j].w.Load()).entry(); !s.empty() {
-				if s.bits() < strideV4 {
-					t.markShort(s)
-				}
-				f.over4 += t.place(t.start(s), s, old.b[i][j].rec.Load())
+				f.over4 += t.place(s, old.b[i][j].rec.Load())
 				f.n4++
 			}
 		}

@@ -226,12 +226,15 @@ func (t *table6[T]) findFrom(i int, s slot6, hi, lo uint64) (*bucket6[T], int) {
 	return nil, 0
 }
 
-// place writes entry s with record r into the first empty slot of the
-// chain from bucket i, marking each full bucket it passes as overflowed,
-// and returns how many buckets it newly marked. The table must have an
-// empty slot.
-func (t *table4[T]) place(i int, s slot4, r *record[T]) (overflows int) {
-	for ; ; i = t.next(i) {
+// place writes entry s with record r into the first empty slot of its
+// chain (see start), marking each full bucket it passes as overflowed, and
+// returns how many buckets it newly marked; an entry shorter than /24 also
+// sets its shortAt bits. The table must have an empty slot.
+func (t *table4[T]) place(s slot4, r *record[T]) (overflows int) {
+	if s.bits() < strideV4 {
+		t.markShort(s)
+	}
+	for i := t.start(s); ; i = t.next(i) {
 		b := &t.b[i]
 		for j := range b {
 			if slot4(b[j].w.Load()).empty() {
@@ -246,7 +249,7 @@ func (t *table4[T]) place(i int, s slot4, r *record[T]) (overflows int) {
 	}
 }
 
-// place is table4.place for an IPv6 entry.
+// place is table4.place for an IPv6 entry, in the chain from bucket i.
 func (t *table6[T]) place(i int, s slot6, hi, lo uint64, r *record[T]) (overflows int) {
 	for ; ; i = t.next(i) {
 		b := &t.b[i]

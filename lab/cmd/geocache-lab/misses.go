@@ -100,17 +100,16 @@ func misses(args []string, stdout, stderr io.Writer) int {
 		}
 		addrs = addrs[:min(*n, len(addrs))]
 		before := c.Stats()
+		m := before.Misses
 		for _, a := range addrs {
 			p := r.Lookup(a).Prefix()
-			m := c.Stats().Misses
 			if _, err := c.Lookup(a); err != nil {
 				return fail(err)
 			}
-			if c.Stats().Misses == m {
-				seen[p] = true
-				continue
+			if after := c.Stats().Misses; after != m {
+				counts[round][missClass(p, seen[p])]++
+				m = after
 			}
-			counts[round][missClass(p, seen[p])]++
 			seen[p] = true
 		}
 		decodes[round] = c.Stats().Decodes - before.Decodes
