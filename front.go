@@ -117,6 +117,11 @@ func (f *front[T]) lookup6(ahi, alo uint64) (s slot6, hi, lo uint64, r *record[T
 	return s, hi, lo, r, ok
 }
 
+// isSplit reports whether the /48 block of hi is marked split. A writer
+// may mark it at any time: an entry keyed as the answer said is right
+// either way (see keys.go).
+func (f *front[T]) isSplit(hi uint64) bool { return f.t6.Load().marked(hi) }
+
 // insertResult says what insert did.
 type insertResult int
 

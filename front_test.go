@@ -149,11 +149,11 @@ func TestFrontIPv6(t *testing.T) {
 	for i := range uint64(600) { // 600 /48 blocks: more than a minimum table holds
 		hi := (0x2001_0db8_0000 + i*0x1_0000) << 16
 		if i%3 == 0 { // split: a /64 and a /120 inside the block
-			es = append(es, entry{makeSlot6(64), hi | 0x1, 0, &record[uint32]{v: uint32(i)}},
-				entry{makeSlot6(120), hi | 0x2, 0xab00, &record[uint32]{v: uint32(i)}})
+			es = append(es, entry{makeSlot6(hi, 64, true), hi | 0x1, 0, &record[uint32]{v: uint32(i)}},
+				entry{makeSlot6(hi, 120, true), hi | 0x2, 0xab00, &record[uint32]{v: uint32(i)}})
 			continue
 		}
-		es = append(es, entry{makeSlot6(32 + int(i%17)), hi, 0, &record[uint32]{v: uint32(i)}})
+		es = append(es, entry{makeSlot6(hi, 32+int(i%17), false), hi, 0, &record[uint32]{v: uint32(i)}})
 	}
 	for _, e := range es {
 		if f.insert6(e.s, e.hi, e.lo, e.r) != inserted {
@@ -228,9 +228,9 @@ func TestFrontConcurrentIPv6(t *testing.T) {
 		for range 200_000 {
 			hi := net(rnd)
 			if rnd.IntN(2) == 0 {
-				f.insert6(makeSlot6(64), hi, 0, &record[uint32]{v: uint32(hi)})
+				f.insert6(makeSlot6(hi, 64, true), hi, 0, &record[uint32]{v: uint32(hi)})
 			} else {
-				f.remove6(makeSlot6(64), hi, 0)
+				f.remove6(makeSlot6(hi, 64, true), hi, 0)
 			}
 		}
 	})
@@ -308,7 +308,7 @@ func TestFrontSplitBlocks(t *testing.T) {
 	f := newFront[uint32](newCountingHolder())
 	const few = 0x2a02_0c7d_0000_0000
 	for i := range uint64(splitAt) {
-		f.insert6(makeSlot6(64), few|i<<4, 0, &record[uint32]{v: uint32(i)})
+		f.insert6(makeSlot6(few, 64, false), few|i<<4, 0, &record[uint32]{v: uint32(i)})
 	}
 	if f.t6.Load().marked(few) {
 		t.Errorf("a /48 with %d networks cached is marked split", splitAt)
@@ -335,7 +335,7 @@ func TestFrontSplitBlocks(t *testing.T) {
 		if n.hi == 0 {
 			bits = 120
 		}
-		f.insert6(makeSlot6(bits), n.hi, n.lo, &record[uint32]{v: uint32(n.hi) ^ uint32(n.lo)})
+		f.insert6(makeSlot6(n.hi, bits, true), n.hi, n.lo, &record[uint32]{v: uint32(n.hi) ^ uint32(n.lo)})
 	}
 	for i := range uint32(256) {
 		v := 0x51_02_45_00 | i
@@ -412,4 +412,61 @@ func TestFrontShortNetworks(t *testing.T) {
 		}
 	}
 	check("short ones removed", gone)
+}
+
+// TestFrontWholeIPv6Networks follows a /52 keyed by itself in a /48 that
+// is not split: it answers all of its sub-blocks; once the block splits it
+// stays in the bucket of its first sub-block and answers that one, other
+// sub-blocks cache it per sub-block, and it leaves as it came, rebuild or
+// not.
+func TestFrontWholeIPv6Networks(t *testing.T) {
+	h := newCountingHolder()
+	f := newFront[uint32](h)
+	const block = 0x2a02_0c7d_0000 << 16
+	const n52 = block | 0x1000 // a /52
+	whole := makeSlot6(n52, 52, false)
+	if whole.keyBits(n52) != 52 || makeSlot6(n52, 52, true).keyBits(n52) != 64 {
+		t.Fatalf("key lengths %d, %d; want 52, 64", whole.keyBits(n52), makeSlot6(n52, 52, true).keyBits(n52))
+	}
+	r52 := &record[uint32]{v: 52}
+	f.insert6(whole, n52, 0, r52)
+	for _, sub := range []uint64{0, 0x0abc, 0x0fff} {
+		if s, hi, _, r, ok := f.lookup6(n52|sub, 0x1234); !ok || hi != n52 || s.bits() != 52 || r != r52 {
+			t.Fatalf("before the split, %#x: %#x/%d %v", n52|sub, hi, s.bits(), ok)
+		}
+	}
+	for i := range uint64(splitAt) { // /64s: the block splits
+		f.insert6(makeSlot6(block, 64, false), block|0x2000|i, 0, &record[uint32]{v: uint32(i)})
+	}
+	if !f.isSplit(block) {
+		t.Fatal("the block did not split")
+	}
+	check := func(when string) {
+		t.Helper()
+		if s, hi, _, r, ok := f.lookup6(n52, 0x1234); !ok || hi != n52 || s.entry() != whole || r != r52 {
+			t.Fatalf("%s, the /52's first /64: %#x %v", when, hi, ok)
+		}
+		if s, hi, _, r, ok := f.lookup6(n52|0x0fff, 0x1234); ok && (s.bits() != 52 || r != r52 || (hi^n52)&mask64(52) != 0) {
+			t.Fatalf("%s, another /64 of the /52: wrong answer %#x/%d", when, hi, s.bits())
+		}
+	}
+	check("after the split")
+	perSub := makeSlot6(n52|0x0abc, 52, true)
+	if f.insert6(perSub, n52|0x0abc, 0, r52) != inserted {
+		t.Fatal("the /52 per /64 is taken for the /52 keyed whole")
+	}
+	if s, hi, _, _, ok := f.lookup6(n52|0x0abc, 1); !ok || s.entry() != perSub || hi != n52|0x0abc {
+		t.Fatalf("the /52 cached per /64: %#x %v", hi, ok)
+	}
+	f.mu.Lock()
+	f.resize6(len(f.t6.Load().b)) // a rebuild places it where removal finds it
+	f.mu.Unlock()
+	check("after a rebuild")
+	f.remove6(whole, n52, 0)
+	if _, _, _, _, ok := f.lookup6(n52, 0x1234); ok {
+		t.Error("the /52 keyed whole is still found after its removal")
+	}
+	if _, n6 := f.entries(); n6 != splitAt+1 || h.held[r52] != 1 {
+		t.Errorf("%d entries, the /52's record held %d times; want %d, 1", n6, h.held[r52], splitAt+1)
+	}
 }

@@ -31,14 +31,17 @@ import (
 //   - An IPv6 network of length L <= 48 covers whole /48 blocks. It is
 //     cached once per /48 block it was asked about, keyed by that block,
 //     in the bucket of that block: one probe.
-//   - An IPv6 /48 can hold thousands of networks (GeoLite2-City splits
-//     some into 2,920), so in a split /48 the networks are keyed by a
-//     second, finer block, the /64 sub-block: a network of length
-//     48 < L <= 64 is cached once per sub-block asked about, a longer one
-//     keyed by itself. The first few cached live in the /48's bucket, one
-//     probe; past that the block gets a marker there and they move to
-//     their sub-blocks' buckets, and a lookup that finds the marker reads
-//     a second bucket (see front).
+//   - An IPv6 network longer than /48 is keyed by itself, in its /48's
+//     bucket, while the block holds few of them (at most splitAt cached):
+//     one probe, and one entry answers all of the network.
+//   - But an IPv6 /48 can hold thousands of networks (GeoLite2-City splits
+//     some into 2,920), so past splitAt the block gets a marker in its
+//     bucket and its networks move to the buckets of a second, finer
+//     block, the /64 sub-block, and a lookup that finds the marker reads
+//     a second bucket (see front). In a split block a network of length
+//     48 < L < 64 is cached once per sub-block asked about (one that was
+//     keyed by itself before the split stays so, in the bucket of its
+//     first sub-block, and answers that one); a /64 or longer, by itself.
 //   - IPv6 addresses in ::/64 (where IPv4-compatible and IPv4-mapped
 //     addresses live, in databases that do not alias them to the IPv4
 //     tree) are sub-blocked at /120, the IPv4 /24 inside them, since their
@@ -61,13 +64,16 @@ const (
 func keyBits4(bits int) int { return max(bits, shortV4) }
 
 // keyBits6 is the key length of an IPv6 network of length bits whose
-// address's top 64 bits are hi.
-func keyBits6(hi uint64, bits int) int {
+// address's top 64 bits are hi, cached while its /48 block is split or
+// not.
+func keyBits6(hi uint64, bits int, split bool) int {
 	switch {
 	case bits <= strideV6:
 		return strideV6
 	case hi == 0:
 		return max(bits, subStrideV6Zero)
+	case !split:
+		return bits
 	}
 	return max(bits, subStrideV6)
 }

@@ -126,9 +126,22 @@ func TestKeyBits(t *testing.T) {
 	for _, c := range []struct {
 		hi         uint64
 		bits, want int
-	}{{1, 0, 48}, {1, 48, 48}, {1, 49, 64}, {1, 64, 64}, {1, 80, 80}, {0, 32, 48}, {0, 49, 120}, {0, 96, 120}, {0, 120, 120}, {0, 128, 128}} {
-		if got := keyBits6(c.hi, c.bits); got != c.want {
-			t.Errorf("keyBits6(%#x, %d) = %d, want %d", c.hi, c.bits, got, c.want)
+		split      bool
+	}{
+		{1, 0, 48, true}, {1, 48, 48, true}, {1, 49, 64, true}, {1, 64, 64, true}, {1, 80, 80, true},
+		{1, 0, 48, false}, {1, 49, 49, false}, {1, 63, 63, false}, {1, 80, 80, false},
+		{0, 32, 48, true}, {0, 49, 120, true}, {0, 96, 120, true}, {0, 120, 120, true}, {0, 128, 128, true},
+		{0, 49, 120, false},
+	} {
+		if got := keyBits6(c.hi, c.bits, c.split); got != c.want {
+			t.Errorf("keyBits6(%#x, %d, %v) = %d, want %d", c.hi, c.bits, c.split, got, c.want)
+		}
+		s := makeSlot6(c.hi, c.bits, c.split)
+		if got := s.keyBits(c.hi); got != c.want || s.bits() != c.bits {
+			t.Errorf("makeSlot6(%#x, %d, %v): keyBits %d, bits %d", c.hi, c.bits, c.split, got, s.bits())
+		}
+		if (s == makeSlot6(c.hi, c.bits, !c.split)) != (keyBits6(c.hi, c.bits, !c.split) == c.want) {
+			t.Errorf("makeSlot6(%#x, %d): one meta for two keys, or two metas for one", c.hi, c.bits)
 		}
 	}
 }

@@ -57,10 +57,10 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		key = e4.key()
 		how.eh = uint8(blockHash4(e4.block()) >> 56)
 	} else {
-		e6 = makeSlot6(bits)
 		hi, lo = addr6(a)
+		e6 = makeSlot6(hi, bits, bits > strideV6 && g.front.isSplit(hi))
 		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
-		kb := keyBits6(hi, bits)
+		kb := e6.keyBits(hi)
 		hi, lo = hi&mask64(kb), lo&mask64(kb-64)
 		key = entryKey6(hi, lo, kb)
 	}

@@ -71,6 +71,8 @@ func (s slot4) covers(v uint32) bool {
 //	bit   8     in a bucket's last slot: the bucket overflowed (see front)
 //	bits  9-24  a version that every write of the slot bumps
 //	bits 25-32  the record's sampling hash (see sampler)
+//	bit  33     keyed by its network although shorter than its sub-block:
+//	            cached while its block was not split (see keys.go)
 type slot6 uint64
 
 const (
@@ -80,9 +82,20 @@ const (
 	slot6VersionShift = 9
 	slot6VersionMask  = 1<<16 - 1
 	slot6SampleShift  = 25
+	slot6Whole        = 1 << 33
 )
 
-func makeSlot6(bits int) slot6 { return slot6(bits + 1) }
+// makeSlot6 encodes the meta of an entry for a network bits long, at an
+// address whose top 64 bits are hi, in a /48 block split or not. Its key
+// length (keyBits) is keyBits6's; only where the split makes a difference
+// does the meta say which, so that one key has one meta.
+func makeSlot6(hi uint64, bits int, split bool) slot6 {
+	s := slot6(bits + 1)
+	if keyBits6(hi, bits, split) != keyBits6(hi, bits, true) {
+		s |= slot6Whole
+	}
+	return s
+}
 
 func (s slot6) bits() int    { return int(s&slot6LenMask) - 1 }
 func (s slot6) marker() bool { return s&slot6LenMask == slot6Marker }
@@ -94,7 +107,7 @@ func (s slot6) keyBits(hi uint64) int {
 	if s.marker() {
 		return strideV6
 	}
-	return keyBits6(hi, s.bits())
+	return keyBits6(hi, s.bits(), s&slot6Whole == 0)
 }
 func (s slot6) empty() bool      { return s&slot6LenMask == 0 }
 func (s slot6) overflowed() bool { return s&slot6Overflow != 0 }
