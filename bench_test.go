@@ -203,13 +203,18 @@ func openGeocache(b *testing.B, d *benchData, prime []netip.Addr, o *Options) (l
 			_, err := c.Lookup(a)
 			return err == nil
 		}, func() {
-			st := c.Stats()
-			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
-			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
-			b.ReportMetric(100*float64(st.Decodes-start.Decodes)/float64(max(hits+misses, 1)), "decode%")
+			reportShares(b, start, c.Stats())
 			b.ReportMetric(float64(c.cur.Load().front.bytes.Load())/(1<<20), "front-MiB")
 			c.Close()
 		}
+}
+
+// reportShares reports the share of the lookups between start and st that
+// hit, and that decoded a record.
+func reportShares(b *testing.B, start, st Stats) {
+	lookups := float64(max(st.Hits-start.Hits+st.Misses-start.Misses, 1))
+	b.ReportMetric(100*float64(st.Hits-start.Hits)/lookups, "hit%")
+	b.ReportMetric(100*float64(st.Decodes-start.Decodes)/lookups, "decode%")
 }
 
 // A scenario is a stream to measure, the traffic that primes the caches
@@ -411,9 +416,7 @@ func BenchmarkReload(b *testing.B) {
 			close(stop)
 			<-stopped
 			st := c.Stats()
-			hits, misses := st.Hits-start.Hits, st.Misses-start.Misses
-			b.ReportMetric(100*float64(hits)/float64(max(hits+misses, 1)), "hit%")
-			b.ReportMetric(100*float64(st.Decodes-start.Decodes)/float64(max(hits+misses, 1)), "decode%")
+			reportShares(b, start, st)
 			b.ReportMetric(float64(st.Reloads-start.Reloads+st.Unchanged-start.Unchanged), "reloads")
 		})
 	}
