@@ -58,7 +58,12 @@ func checkHitRatioAt(t *testing.T, path string, traffic []netip.Addr, budget int
 	same, _ := c.HitRatioAt(budget)
 	t.Logf("at %d MiB: predicted %.3f, actual %.3f; at 4x: predicted %.3f, actual %.3f",
 		budget>>20, same, own, predicted, actual)
-	if d := predicted - actual; d > 0.03 || d < -0.03 {
+	// Under the race detector, sync.Pool drops a quarter of what is put in
+	// it, and with it the stripes of uses that ristretto buffers in one: its
+	// policy then sees fewer uses than lookups made, and the cache it runs
+	// is not the one HitRatioAt models (nor one a service runs). .ci/run
+	// runs this test without the race detector too.
+	if d := predicted - actual; !raceEnabled && (d > 0.03 || d < -0.03) {
 		t.Errorf("4x the budget: predicted %.3f, a cache there hit %.3f", predicted, actual)
 	}
 	prev := 0.0
