@@ -240,7 +240,7 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 	if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
 		g.touch(key(), r)
 	}
-	if eh := uint8(blockHash6(ahi) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
+	if eh := uint8(blockHash6(hi) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
 		c.sample(eh, key, true, r, s.sample())
 	}
 	return res, nil

@@ -470,3 +470,62 @@ func TestFrontWholeIPv6Networks(t *testing.T) {
 		t.Errorf("%d entries, the /52's record held %d times; want %d, 1", n6, h.held[r52], splitAt+1)
 	}
 }
+
+// TestFrontShortIPv6Networks checks IPv6 networks shorter than /48: one
+// entry answers every /48 of a /40-/47, one shorter than /40 is cached per
+// /40 block, and /48s and longer networks beside them in a /40 are found
+// past the short chain, before and after a rebuild and removals.
+func TestFrontShortIPv6Networks(t *testing.T) {
+	h := newCountingHolder()
+	f := newFront[uint32](h)
+	const g = 0x2a00_1000 << 32 // a /32
+	type entry struct {
+		s  slot6
+		hi uint64
+	}
+	es := []entry{
+		{makeSlot6(g, 36, false), g},                                    // keyed by its /40 block g/40
+		{makeSlot6(g|0x01_40<<16, 42, false), g | 0x01_40<<16},          // a /42 keyed by itself
+		{makeSlot6(g|0x01_00<<16, 48, false), g | 0x01_00<<16},          // a /48 in the same /40
+		{makeSlot6(g|0x01_01<<16, 56, false), g | 0x01_01<<16 | 0x3400}, // a /56 keyed whole
+	}
+	for i, e := range es {
+		f.insert6(e.s, e.hi, 0, &record[uint32]{v: uint32(i)})
+	}
+	cases := []struct {
+		hi   uint64
+		want int // index into es; -1: no entry
+	}{
+		{g | 0x00_17<<16 | 0xbeef, 0}, // another /48 of the /36's cached /40
+		{g | 0x00_ff<<16, 0},
+		{g | 0x02_00<<16, -1},          // the /36's next /40: not asked about
+		{g | 0x01_7f<<16 | 0x1, 1},     // the /42's last /48
+		{g | 0x01_00<<16 | 0xabcd, 2},  // the /48 beside the /42
+		{g | 0x01_01<<16 | 0x34ff, 3},  // the /56
+		{g | 0x01_01<<16 | 0x3500, -1}, // beside the /56
+	}
+	check := func(when string, gone map[int]bool) {
+		t.Helper()
+		for _, c := range cases {
+			want := c.want
+			if gone[want] {
+				want = -1
+			}
+			s, hi, _, r, ok := f.lookup6(c.hi, 0x1234)
+			if ok != (want >= 0) || ok && (s.entry() != es[want].s || hi != es[want].hi || r.v != uint32(want)) {
+				t.Errorf("%s: lookup6(%v) = %#x/%d %v, want entry %d", when, from6(c.hi, 0x1234), hi, s.bits(), ok, want)
+			}
+		}
+	}
+	check("all cached", nil)
+	f.mu.Lock()
+	f.resize6(len(f.t6.Load().b))
+	f.mu.Unlock()
+	check("after a rebuild", nil)
+	f.remove6(es[0].s, es[0].hi, 0)
+	f.remove6(es[1].s, es[1].hi, 0)
+	check("short ones removed", map[int]bool{0: true, 1: true})
+	if _, n6 := f.entries(); n6 != 2 || len(h.held) != 2 {
+		t.Errorf("%d entries, %d records held; want 2, 2", n6, len(h.held))
+	}
+}

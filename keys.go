@@ -28,9 +28,14 @@ import (
 //     network, not one per /24 asked about (a /16 holds at most 254 networks
 //     shorter than /24). Which chain a lookup reads first, table4.shortAt
 //     says.
-//   - An IPv6 network of length L <= 48 covers whole /48 blocks. It is
-//     cached once per /48 block it was asked about, keyed by that block,
-//     in the bucket of that block: one probe.
+//   - An IPv6 /48 is keyed by itself, in the bucket of its block: one
+//     probe. A network shorter than /48 is keyed as an IPv4 network
+//     shorter than /24 is, a short stride up: by itself (by its /40 block
+//     if it is shorter than /40), in the chain of its /40 block, which
+//     table6.shortAt hints at (a /40 holds at most 128 networks of /41
+//     to /47, where a /32 could hold thousands). One entry answers every
+//     /48 of a /40-/47, where keyed by /48 a popular /32 network cost an
+//     entry, and a miss, for each /48 asked about.
 //   - An IPv6 network longer than /48 is keyed by itself, in its /48's
 //     bucket, while the block holds few of them (at most splitAt cached):
 //     one probe, and one entry answers all of the network.
@@ -55,6 +60,7 @@ const (
 	strideV4    = 24
 	shortV4     = 16 // the block of IPv4 networks shorter than strideV4
 	strideV6    = 48
+	shortV6     = 40 // the block of IPv6 networks shorter than strideV6
 	subStrideV6 = 64
 	// subStrideV6Zero is the sub-block length in ::/64.
 	subStrideV6Zero = 120
@@ -69,7 +75,7 @@ func keyBits4(bits int) int { return max(bits, shortV4) }
 func keyBits6(hi uint64, bits int, split bool) int {
 	switch {
 	case bits <= strideV6:
-		return strideV6
+		return max(bits, shortV6)
 	case hi == 0:
 		return max(bits, subStrideV6Zero)
 	case !split:
@@ -86,12 +92,13 @@ func keyBits6(hi uint64, bits int, split bool) int {
 const fibonacci = 0x9e3779b97f4a7c15
 
 // blockHash4 and blockHash6 hash the /S block of an address for the first
-// level, shortHash4 its /16 block (apart from every /24's hash); subHash6
-// an IPv6 sub-block in a split block. The table keeps the
-// top bits.
+// level, shortHash4 and shortHash6 its short block (apart from every
+// /S block's hash); subHash6 an IPv6 sub-block in a split block. The
+// table keeps the top bits.
 func blockHash4(v uint32) uint64  { return uint64(v>>(32-strideV4)) * fibonacci }
 func shortHash4(v uint32) uint64  { return uint64(v>>(32-shortV4)|1<<strideV4) * fibonacci }
 func blockHash6(hi uint64) uint64 { return (hi >> (64 - strideV6)) * fibonacci }
+func shortHash6(hi uint64) uint64 { return (hi>>(64-shortV6) | 1<<strideV6) * fibonacci }
 func subHash6(hi, lo uint64) uint64 {
 	if hi == 0 {
 		return (lo>>(128-subStrideV6Zero) | 1<<48) * fibonacci

@@ -116,7 +116,8 @@ func TestBlockHashSpreads(t *testing.T) {
 }
 
 // TestKeyBits checks the key lengths of networks shorter and longer than
-// the strides: blocks, IPv6 sub-blocks, and ::/64's IPv4-sized sub-blocks.
+// the strides: short blocks, blocks, IPv6 sub-blocks, and ::/64's
+// IPv4-sized sub-blocks.
 func TestKeyBits(t *testing.T) {
 	for _, c := range []struct{ bits, want int }{{0, 16}, {8, 16}, {16, 16}, {20, 20}, {23, 23}, {24, 24}, {25, 25}, {28, 28}, {32, 32}} {
 		if got := keyBits4(c.bits); got != c.want {
@@ -128,9 +129,9 @@ func TestKeyBits(t *testing.T) {
 		bits, want int
 		split      bool
 	}{
-		{1, 0, 48, true}, {1, 48, 48, true}, {1, 49, 64, true}, {1, 64, 64, true}, {1, 80, 80, true},
-		{1, 0, 48, false}, {1, 49, 49, false}, {1, 63, 63, false}, {1, 80, 80, false},
-		{0, 32, 48, true}, {0, 49, 120, true}, {0, 96, 120, true}, {0, 120, 120, true}, {0, 128, 128, true},
+		{1, 0, 40, true}, {1, 32, 40, true}, {1, 40, 40, true}, {1, 44, 44, true}, {1, 47, 47, false}, {1, 48, 48, true}, {1, 49, 64, true}, {1, 64, 64, true}, {1, 80, 80, true},
+		{1, 0, 40, false}, {1, 49, 49, false}, {1, 63, 63, false}, {1, 80, 80, false},
+		{0, 32, 40, true}, {0, 48, 48, true}, {0, 49, 120, true}, {0, 96, 120, true}, {0, 120, 120, true}, {0, 128, 128, true},
 		{0, 49, 120, false},
 	} {
 		if got := keyBits6(c.hi, c.bits, c.split); got != c.want {

@@ -59,9 +59,9 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 	} else {
 		hi, lo = addr6(a)
 		e6 = makeSlot6(hi, bits, bits > strideV6 && g.front.isSplit(hi))
-		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
 		kb := e6.keyBits(hi)
 		hi, lo = hi&mask64(kb), lo&mask64(kb-64)
+		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
 		key = entryKey6(hi, lo, kb)
 	}
 	how.key = key

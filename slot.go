@@ -100,6 +100,7 @@ func makeSlot6(hi uint64, bits int, split bool) slot6 {
 func (s slot6) bits() int    { return int(s&slot6LenMask) - 1 }
 func (s slot6) marker() bool { return s&slot6LenMask == slot6Marker }
 func (s slot6) split() bool  { return s.bits() > strideV6 && !s.marker() }
+func (s slot6) short() bool  { return uint(s.bits()) < strideV6 } // an empty slot's -1 is not
 
 // keyBits is the length of the block s is keyed by, whose top 64 bits are
 // hi; a marker's is its /48.

@@ -92,7 +92,7 @@ const (
 	entryCost4    = itemCost + frontShare4
 	entryCost6    = itemCost + frontShare6
 	counterBytes  = 4 // per ristretto counter: the count-min sketch and its doorkeeper, measured
-	fixedFrontMin = minBuckets4*64 + minBuckets6*128 + shortMapBytes
+	fixedFrontMin = minBuckets4*64 + minBuckets6*128 + shortMapBytes + shortHintBytes
 )
 
 // checkEvery is how often, per P, an offer recomputes the backlog: it may

@@ -37,7 +37,21 @@ const shortMapBytes = 1 << shortMapBits / 8
 type table6[T any] struct {
 	b     []bucket6[T]
 	shift uint8
+	// A bit per hash of /40 block (shortHash6's top bits): set if an
+	// entry shorter than /48 may cover some of it. IPv6 has too many /40
+	// blocks to map them all, so blocks share bits. Most lookups of
+	// longer networks meet a set bit all the same: a /48 carved out of a
+	// /40 leaves /41-/47 networks beside it, so they read the /40's chain
+	// first, a bucket that all of the /40's traffic keeps warm. Set and
+	// cleared as table4.shortAt is.
+	shortAt [1 << (shortHintBits - 6)]atomic.Uint64
 }
+
+// shortHintBits is the log2 of the bits of table6.shortAt.
+const shortHintBits = 18
+
+// shortHintBytes is the size of table6.shortAt.
+const shortHintBytes = 1 << shortHintBits / 8
 
 func newTable4[T any](n int) *table4[T] {
 	return &table4[T]{b: make([]bucket4[T], n), shift: shiftFor(n)}
@@ -60,6 +74,7 @@ func shiftFor(buckets int) uint8 {
 func (t *table4[T]) home(v uint32) int     { return int(blockHash4(v) >> t.shift) }
 func (t *table4[T]) short(v uint32) int    { return int(shortHash4(v) >> t.shift) }
 func (t *table6[T]) home(hi uint64) int    { return int(blockHash6(hi) >> t.shift) }
+func (t *table6[T]) short(hi uint64) int   { return int(shortHash6(hi) >> t.shift) }
 func (t *table6[T]) sub(hi, lo uint64) int { return int(subHash6(hi, lo) >> t.shift) }
 func (t *table4[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
 func (t *table6[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
@@ -87,6 +102,21 @@ func (t *table4[T]) markShort(s slot4) {
 	}
 }
 
+// inShort reports whether the /40 block of hi may hold an entry shorter
+// than /48.
+func (t *table6[T]) inShort(hi uint64) bool {
+	i := shortHash6(hi) >> (64 - shortHintBits)
+	return t.shortAt[i/64].Load()&(1<<(i%64)) != 0
+}
+
+// markShort sets the shortAt bit of the /40 block of hi.
+func (t *table6[T]) markShort(hi uint64) {
+	i := shortHash6(hi) >> (64 - shortHintBits)
+	if w := &t.shortAt[i/64]; w.Load()&(1<<(i%64)) == 0 {
+		w.Or(1 << (i % 64))
+	}
+}
+
 // start is the bucket the chain of the IPv4 entry s starts at: its /16
 // block's if it is shorter than /24, its /24 block's otherwise.
 func (t *table4[T]) start(s slot4) int {
@@ -97,15 +127,18 @@ func (t *table4[T]) start(s slot4) int {
 }
 
 // start is the bucket the chain of an IPv6 entry of meta s at hi:lo starts
-// at: its sub-block's if its block is marked split, its block's otherwise
-// (markers too).
+// at: its /40 block's if it is shorter than /48, its sub-block's if its
+// block is marked split, its block's otherwise (markers too).
 func (t *table6[T]) start(s slot6, hi, lo uint64) int {
 	return t.chain(s, hi, lo, s.split() && t.marked(hi))
 }
 
 // chain is start for a caller that knows whether the block is marked.
 func (t *table6[T]) chain(s slot6, hi, lo uint64, marked bool) int {
-	if marked && s.split() {
+	switch {
+	case s.short():
+		return t.short(hi)
+	case marked && s.split():
 		return t.sub(hi, lo)
 	}
 	return t.home(hi)
@@ -251,6 +284,9 @@ func (t *table4[T]) place(s slot4, r *record[T]) (overflows int) {
 
 // place is table4.place for an IPv6 entry, in the chain from bucket i.
 func (t *table6[T]) place(i int, s slot6, hi, lo uint64, r *record[T]) (overflows int) {
+	if s.short() {
+		t.markShort(hi)
+	}
 	for ; ; i = t.next(i) {
 		b := &t.b[i]
 		for j := range b {
