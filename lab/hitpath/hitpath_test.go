@@ -1,7 +1,8 @@
-// Package hitpath compares first-level layouts on GeoLite2-City's Zipf
-// stream, in one process, against the fastest structure that holds the
-// same data (a Go map keyed by /24 block): the controlled experiment
-// behind the library's first level. GEOCACHE_MMDB names the database.
+// Package hitpath compares first-level layouts, and the library's Lookup,
+// on GeoLite2-City's Zipf stream, in one process, against the fastest
+// structure that holds the same data (a Go map keyed by /24 block): the
+// controlled experiments behind the library's first level. GEOCACHE_MMDB
+// names the database.
 package hitpath
 
 import (
