@@ -135,14 +135,16 @@ var (
 		}, func() { r.Close() }
 	}}
 	map24Variant = variant{"impl=map24", func(b *testing.B, d *benchData, prime []netip.Addr) (lookupFunc, func()) {
-		m4, m6 := prebuiltMaps(b, d.path, prime)
-		return func(a netip.Addr) bool {
-			if a.Is4() {
-				return m4[addr4(a)>>8] != nil
-			}
-			hi, _ := addr6(a)
-			return m6[hi>>16] != nil
-		}, func() {}
+		r, err := maxminddb.Open(d.path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		m, err := workload.NewBlockMap[geoip2.City](r, prime)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func(a netip.Addr) bool { return m.Get(a) != nil }, func() {}
 	}}
 	geocacheVariant = func(name string, budget int64) variant {
 		return variant{name, func(b *testing.B, d *benchData, prime []netip.Addr) (lookupFunc, func()) {
@@ -150,34 +152,6 @@ var (
 		}}
 	}
 )
-
-// prebuiltMaps maps each /24 and /48 block of stream to its decoded
-// record, one record per data offset as geocache shares them.
-func prebuiltMaps(b *testing.B, path string, stream []netip.Addr) (map[uint32]*geoip2.City, map[uint64]*geoip2.City) {
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
-	byOff := map[uintptr]*geoip2.City{}
-	m4, m6 := map[uint32]*geoip2.City{}, map[uint64]*geoip2.City{}
-	for _, a := range stream {
-		res := r.Lookup(a)
-		rec := byOff[res.Offset()]
-		if rec == nil {
-			rec = new(geoip2.City)
-			res.Decode(rec)
-			byOff[res.Offset()] = rec
-		}
-		if a.Is4() {
-			m4[addr4(a)>>8] = rec
-		} else {
-			hi, _ := addr6(a)
-			m6[hi>>16] = rec
-		}
-	}
-	return m4, m6
-}
 
 // primeCache looks stream up twice: the first pass fills the cache, the
 // second admits what ristretto dropped from the first's bursts (and, in a

@@ -41,34 +41,15 @@ func BenchmarkLookupOneProcess(b *testing.B) {
 		}
 	}
 	primed := c.Stats()
-	m4, m6 := map[uint32]*geoip2.City{}, map[uint64]*geoip2.City{}
-	byOff := map[uintptr]*geoip2.City{}
-	for _, a := range stream {
-		res := r.Lookup(a)
-		rec := byOff[res.Offset()]
-		if rec == nil {
-			rec = new(geoip2.City)
-			res.Decode(rec)
-			byOff[res.Offset()] = rec
-		}
-		b16 := a.As16()
-		if a.Is4() {
-			m4[uint32(b16[12])<<16|uint32(b16[13])<<8|uint32(b16[14])] = rec
-		} else {
-			m6[uint64(b16[0])<<40|uint64(b16[1])<<32|uint64(b16[2])<<24|uint64(b16[3])<<16|uint64(b16[4])<<8|uint64(b16[5])] = rec
-		}
+	m, err := workload.NewBlockMap[geoip2.City](r, stream)
+	if err != nil {
+		b.Fatal(err)
 	}
 	impls := []struct {
 		name   string
 		lookup func(netip.Addr) *geoip2.City
 	}{
-		{"map24", func(a netip.Addr) *geoip2.City {
-			b16 := a.As16()
-			if a.Is4() {
-				return m4[uint32(b16[12])<<16|uint32(b16[13])<<8|uint32(b16[14])]
-			}
-			return m6[uint64(b16[0])<<40|uint64(b16[1])<<32|uint64(b16[2])<<24|uint64(b16[3])<<16|uint64(b16[4])<<8|uint64(b16[5])]
-		}},
+		{"map24", m.Get},
 		{"geocache", func(a netip.Addr) *geoip2.City {
 			res, _ := c.Lookup(a)
 			return res.Record
