@@ -82,8 +82,7 @@ func (t *table6[T]) next(i int) int        { return (i + 1) & (len(t.b) - 1) }
 // inShort reports whether the /20 block of v may hold an entry shorter
 // than /24.
 func (t *table4[T]) inShort(v uint32) bool {
-	i := v >> (32 - shortMapBits)
-	return t.shortAt[i/64].Load()&(1<<(i%64)) != 0
+	return bitAt(t.shortAt[:], uint64(v>>(32-shortMapBits)))
 }
 
 // markShort sets the shortAt bits of the /20 blocks that the entry s
@@ -96,24 +95,29 @@ func (t *table4[T]) markShort(s slot4) {
 		n = 1 << (shortMapBits - kb)
 	}
 	for i := first; i < first+n; i++ {
-		if w := &t.shortAt[i/64]; w.Load()&(1<<(i%64)) == 0 {
-			w.Or(1 << (i % 64))
-		}
+		setBit(t.shortAt[:], uint64(i))
 	}
 }
 
 // inShort reports whether the /40 block of hi may hold an entry shorter
 // than /48.
 func (t *table6[T]) inShort(hi uint64) bool {
-	i := shortHash6(hi) >> (64 - shortHintBits)
-	return t.shortAt[i/64].Load()&(1<<(i%64)) != 0
+	return bitAt(t.shortAt[:], shortHash6(hi)>>(64-shortHintBits))
 }
 
 // markShort sets the shortAt bit of the /40 block of hi.
 func (t *table6[T]) markShort(hi uint64) {
-	i := shortHash6(hi) >> (64 - shortHintBits)
-	if w := &t.shortAt[i/64]; w.Load()&(1<<(i%64)) == 0 {
-		w.Or(1 << (i % 64))
+	setBit(t.shortAt[:], shortHash6(hi)>>(64-shortHintBits))
+}
+
+// bitAt reports whether bit i of the map w (a table's shortAt) is set.
+func bitAt(w []atomic.Uint64, i uint64) bool { return w[i/64].Load()&(1<<(i%64)) != 0 }
+
+// setBit sets bit i of the map w, writing only a word that lacks it: once
+// set, the words stay shared in the readers' caches.
+func setBit(w []atomic.Uint64, i uint64) {
+	if !bitAt(w, i) {
+		w[i/64].Or(1 << (i % 64))
 	}
 }
 
