@@ -202,8 +202,8 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 		if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
 			g.touch(s.key(), r)
 		}
-		if eh := uint8(blockHash4(s.block()) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
-			c.sample(eh, s.key, false, r, s.sample())
+		if c.sampler.sampled(s.sample()) {
+			c.sample(uint8(blockHash4(s.block())>>56), s.key, false, r)
 		}
 		return res, nil
 	}
@@ -211,15 +211,17 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 }
 
 // sample hands a lookup that the sampler may follow to it: the entry
-// (sampling hash eh, identity key()) and its record (r, hash rh).
-func (c *Cache[T]) sample(eh uint8, key func() uint64, v6 bool, r *record[T], rh uint8) {
-	ref := sampleRef{eh: eh, rh: rh, v6: v6}
+// (sampling hash eh, identity key()) and its record r.
+func (c *Cache[T]) sample(eh uint8, key func() uint64, v6 bool, r *record[T]) {
+	ref := sampleRef{eh: eh, v6: v6}
 	if c.sampler.sampled(eh) {
 		ref.entry = key()
 	}
-	if r != nil && c.sampler.sampled(rh) {
+	if r != nil {
 		// Reading the record is a cache miss, paid by sampled lookups.
-		ref.rec, ref.rcost = uint64(r.off)+1, int32(min(r.sized()+itemCost, math.MaxInt32))
+		if ref.rh = recordHash(r.off); c.sampler.sampled(ref.rh) {
+			ref.rec, ref.rcost = uint64(r.off)+1, int32(min(r.sized()+itemCost, math.MaxInt32))
+		}
 	}
 	c.sampler.push(ref)
 }
@@ -240,8 +242,8 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 	if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
 		g.touch(key(), r)
 	}
-	if eh := uint8(blockHash6(hi) >> 56); c.sampler.sampled(eh) || r != nil && c.sampler.sampled(s.sample()) {
-		c.sample(eh, key, true, r, s.sample())
+	if c.sampler.sampled(s.sample()) {
+		c.sample(uint8(blockHash6(hi)>>56), key, true, r)
 	}
 	return res, nil
 }
@@ -273,8 +275,8 @@ func (c *Cache[T]) miss(ip netip.Addr) (Result[T], error) {
 		if err != nil {
 			return Result[T]{}, &LookupError{Addr: ip, Err: err}
 		}
-		if c.sampler.sampled(how.eh) || how.rec != nil && c.sampler.sampled(how.rh) {
-			c.sample(how.eh, func() uint64 { return how.key }, how.v6, (*record[T])(how.rec), how.rh)
+		if c.sampler.sampled(how.sample) {
+			c.sample(how.eh, func() uint64 { return how.key }, how.v6, (*record[T])(how.rec))
 		}
 		if how.cached {
 			c.stats.Inc(statHits)

@@ -27,7 +27,8 @@ import (
 // Off the hit path: a sampled lookup (one in 64 at most, fewer for big
 // budgets and as the traffic's objects grow) appends to a buffer of its
 // P; a goroutine of the cache takes full buffers and keeps the trace. A
-// hit that is not sampled pays a multiply and a compare.
+// hit that is not sampled pays one compare: its slot keeps the lower of its
+// entry's and its record's hashes.
 
 // sampleRef is one sampled lookup: the entry it used and the entry's
 // record, each named if it is sampled.

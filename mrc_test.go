@@ -75,3 +75,58 @@ func checkHitRatioAt(t *testing.T, path string, traffic []netip.Addr, budget int
 		prev = max(prev, r)
 	}
 }
+
+// A hit decides whether to hand itself to the sampler from one byte of its
+// slot: the lower of its block's sampling hash and its record's, so that
+// every use of a sampled entry or of a sampled record is seen.
+func TestSlotSampleHash(t *testing.T) {
+	path := genDB(t, mmdbtest.Spec{Seed: 7, Networks: 20_000, Records: 2_000})
+	c := mustOpen[geoip2.City](t, path, &Options{MaxCost: 64 << 20})
+	defer c.Close()
+	for _, a := range sampleAddrs(7, workload.Networks(openReader(t, path)), 20_000, true) {
+		c.Lookup(a)
+	}
+	waitCache(c)
+	want := func(eh uint8, r *record[geoip2.City]) uint8 {
+		if r != nil {
+			return min(eh, recordHash(r.off))
+		}
+		return eh
+	}
+	f := c.cur.Load().front
+	var n4, n6, lower int
+	t4 := f.t4.Load()
+	for i := range t4.b {
+		for j := range t4.b[i] {
+			s, r := slot4(t4.b[i][j].w.Load()).entry(), t4.b[i][j].rec.Load()
+			if s.empty() {
+				continue
+			}
+			eh := uint8(blockHash4(s.block()) >> 56)
+			if w := want(eh, r); s.sample() != w {
+				t.Fatalf("IPv4 entry %#x/%d: sampling hash %d, want %d", s.block(), s.bits(), s.sample(), w)
+			}
+			n4++
+			if s.sample() < eh {
+				lower++
+			}
+		}
+	}
+	t6 := f.t6.Load()
+	for i := range t6.b {
+		for j := range t6.b[i] {
+			e := &t6.b[i][j]
+			s := slot6(e.meta.Load()).entry()
+			if s.empty() || s.marker() {
+				continue
+			}
+			if w := want(uint8(blockHash6(e.hi.Load())>>56), e.rec.Load()); s.sample() != w {
+				t.Fatalf("IPv6 entry %#x/%d: sampling hash %d, want %d", e.hi.Load(), s.bits(), s.sample(), w)
+			}
+			n6++
+		}
+	}
+	if n4 < 1000 || n6 < 1000 || lower == 0 {
+		t.Fatalf("%d IPv4 entries (%d with their record's hash), %d IPv6: too few to tell", n4, lower, n6)
+	}
+}

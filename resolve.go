@@ -12,7 +12,8 @@ type resolved struct {
 	decoded bool // the record was decoded, not found cached
 
 	key    uint64 // the entry's ristretto key
-	eh, rh uint8  // the sampling hashes of its block and its record
+	eh     uint8  // the sampling hash of its block
+	sample uint8  // the entry's slot's: the lower of eh and its record's
 	v6     bool
 	rec    unsafe.Pointer // the record, a *record[T]; nil if not found
 }
@@ -64,7 +65,7 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
 		key = entryKey6(hi, lo, kb)
 	}
-	how.key = key
+	how.key, how.sample = key, how.eh
 	entry := !contested || s.door.seen(key)
 
 	var r *record[T]
@@ -76,8 +77,7 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 			return res, how, err
 		}
 		res.Record, res.Found = r.value(), true
-		how.rec, how.rh = unsafe.Pointer(r), uint8(rk>>56)
-		e4, e6 = e4.withSample(how.rh), e6.withSample(how.rh)
+		how.rec, how.sample = unsafe.Pointer(r), min(how.eh, uint8(rk>>56))
 		if keep {
 			defer g.recs.settle(r)
 		}
@@ -89,6 +89,7 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		}
 	}
 	if entry {
+		e4, e6 = e4.withSample(how.sample), e6.withSample(how.sample)
 		if report {
 			s.touch(key)
 		}

@@ -13,7 +13,8 @@ package geocache
 //	bit   6     answered with the IPv6 network ::/N (see generation.rootBits)
 //	bit   7     in a bucket's last slot: the bucket overflowed (see front)
 //	bits  8-23  a version that every write of the slot bumps
-//	bits 24-31  the record's sampling hash (see sampler)
+//	bits 24-31  the entry's sampling hash: the lower of its block's and
+//	            its record's, so that a hit tests one (see sampler)
 //	bits 32-63  the address of the block the entry is keyed by
 type slot4 uint64
 
@@ -70,7 +71,7 @@ func (s slot4) covers(v uint32) bool {
 //	            split block's marker, see keys.go)
 //	bit   8     in a bucket's last slot: the bucket overflowed (see front)
 //	bits  9-24  a version that every write of the slot bumps
-//	bits 25-32  the record's sampling hash (see sampler)
+//	bits 25-32  the entry's sampling hash, as in slot4
 //	bit  33     keyed by its network although shorter than its sub-block:
 //	            cached while its block was not split (see keys.go)
 type slot6 uint64
