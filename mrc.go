@@ -53,13 +53,15 @@ const (
 )
 
 // startLimit is the first sampling limit for a budget: 1 in 64 up to
-// 16 MiB, down to 1 in 256 from 64 MiB. The trace holds a fixed number of
-// uses, and a bigger cache keeps objects across more lookups: sampled at
-// 1 in 64, a GeoLite2-City trace spanned half a million lookups, too few
-// to see the tail that competes for a 64 MiB cache, and the estimate was
-// 18 points too high.
+// 2 MiB, down to 1 in 256 from 8 MiB. The trace holds a fixed number of
+// uses, and it must span the traffic that competes for four times the
+// budget, whose cache keeps objects across more lookups: sampled at 1 in
+// 64, a 16 MiB cache's trace of GeoLite2-City traffic spanned too few
+// lookups to see the tail that competes for 64 MiB, and its estimate for
+// 64 MiB was 13 points too high. A lower rate needs more traffic before
+// the estimate is ok.
 func startLimit(maxCost int64) uint32 {
-	return uint32(min(maxSampleLimit, max(1, (64<<20)/max(maxCost, 1))))
+	return uint32(min(maxSampleLimit, max(1, (8<<20)/max(maxCost, 1))))
 }
 
 // traceLen is how many sampled uses the trace keeps, and maxSampled how

@@ -1,6 +1,7 @@
 package geocache
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -15,17 +16,20 @@ import (
 // traffic has run twice, its estimate for four times the budget is within
 // 3 points of the hit ratio a cache run at that budget has on the
 // traffic's second pass; and it says it does not know before it has seen
-// enough. With GEOCACHE_MMDB set, it checks that database too, at the
-// default budget, on 2^21 Zipf lookups.
+// enough. With GEOCACHE_MMDB set, it checks that database too, on 2^21
+// Zipf lookups, at the default budget and at a quarter of it.
 func TestHitRatioAt(t *testing.T) {
 	t.Run("generated", func(t *testing.T) {
 		path := genDB(t, mmdbtest.Spec{Seed: 12, Networks: 100_000, Records: 10_000})
 		checkHitRatioAt(t, path, workload.Zipf(workload.Networks(openReader(t, path)), 300_000, 12), 2<<20)
 	})
 	if path := os.Getenv("GEOCACHE_MMDB"); path != "" {
-		t.Run("GEOCACHE_MMDB", func(t *testing.T) {
-			checkHitRatioAt(t, path, workload.Zipf(workload.Networks(openReader(t, path)), 1<<21, 42), DefaultMaxCost)
-		})
+		traffic := workload.Zipf(workload.Networks(openReader(t, path)), 1<<21, 42)
+		for _, budget := range []int64{DefaultMaxCost / 4, DefaultMaxCost} {
+			t.Run(fmt.Sprintf("GEOCACHE_MMDB/%dMiB", budget>>20), func(t *testing.T) {
+				checkHitRatioAt(t, path, traffic, budget)
+			})
+		}
 	}
 }
 
