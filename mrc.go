@@ -52,8 +52,8 @@ const (
 	sampledObjBytes = 64
 )
 
-// startLimit is the first sampling limit for a budget: 1 in 64 up to
-// 2 MiB, down to 1 in 256 from 8 MiB. The trace holds a fixed number of
+// startLimit is the first sampling limit for a budget: 1 in 64 at 1 MiB,
+// 1 in 128 at 2 MiB, 1 in 256 from 4 MiB. The trace holds a fixed number of
 // uses, and it must span the traffic that competes for four times the
 // budget, whose cache keeps objects across more lookups: sampled at 1 in
 // 64, a 16 MiB cache's trace of GeoLite2-City traffic spanned too few
@@ -61,7 +61,7 @@ const (
 // 64 MiB was 13 points too high. A lower rate needs more traffic before
 // the estimate is ok.
 func startLimit(maxCost int64) uint32 {
-	return uint32(min(maxSampleLimit, max(1, (8<<20)/max(maxCost, 1))))
+	return uint32(min(maxSampleLimit, max(1, (4<<20)/max(maxCost, 1))))
 }
 
 // traceLen is how many sampled uses the trace keeps, and maxSampled how
