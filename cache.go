@@ -203,7 +203,7 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 			g.touch(s.key(), r)
 		}
 		if c.sampler.sampled(s.sample()) {
-			c.sample(uint8(blockHash4(s.block())>>56), s.key, false, r)
+			c.sample(sampleHash(blockHash4(s.block())), s.key, false, r)
 		}
 		return res, nil
 	}
@@ -219,7 +219,7 @@ func (c *Cache[T]) sample(eh uint8, key func() uint64, v6 bool, r *record[T]) {
 	}
 	if r != nil {
 		// Reading the record is a cache miss, paid by sampled lookups.
-		if ref.rh = recordHash(r.off); c.sampler.sampled(ref.rh) {
+		if ref.rh = sampleHash(recordKey(r.off)); c.sampler.sampled(ref.rh) {
 			ref.rec, ref.rcost = uint64(r.off)+1, int32(min(r.sized()+itemCost, math.MaxInt32))
 		}
 	}
@@ -243,7 +243,7 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 		g.touch(key(), r)
 	}
 	if c.sampler.sampled(s.sample()) {
-		c.sample(uint8(blockHash6(hi)>>56), key, true, r)
+		c.sample(sampleHash(blockHash6(hi)), key, true, r)
 	}
 	return res, nil
 }

@@ -116,6 +116,10 @@ func newSampler(ps int, maxCost int64, lookups func() uint64) *sampler {
 	return s
 }
 
+// sampleHash is the sampling hash of an object whose key hashes to h (an
+// entry's block hash, a record's ristretto key): its top 8 bits.
+func sampleHash(h uint64) uint8 { return uint8(h >> 56) }
+
 // sampled reports whether an object of hash h is sampled now.
 func (s *sampler) sampled(h uint8) bool { return uint32(h) < s.limit.Load() }
 

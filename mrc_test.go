@@ -93,7 +93,7 @@ func TestSlotSampleHash(t *testing.T) {
 	waitCache(c)
 	want := func(eh uint8, r *record[geoip2.City]) uint8 {
 		if r != nil {
-			return min(eh, recordHash(r.off))
+			return min(eh, sampleHash(recordKey(r.off)))
 		}
 		return eh
 	}
@@ -106,7 +106,7 @@ func TestSlotSampleHash(t *testing.T) {
 			if s.empty() {
 				continue
 			}
-			eh := uint8(blockHash4(s.block()) >> 56)
+			eh := sampleHash(blockHash4(s.block()))
 			if w := want(eh, r); s.sample() != w {
 				t.Fatalf("IPv4 entry %#x/%d: sampling hash %d, want %d", s.block(), s.bits(), s.sample(), w)
 			}
@@ -124,7 +124,7 @@ func TestSlotSampleHash(t *testing.T) {
 			if s.empty() || s.marker() {
 				continue
 			}
-			if w := want(uint8(blockHash6(e.hi.Load())>>56), e.rec.Load()); s.sample() != w {
+			if w := want(sampleHash(blockHash6(e.hi.Load())), e.rec.Load()); s.sample() != w {
 				t.Fatalf("IPv6 entry %#x/%d: sampling hash %d, want %d", e.hi.Load(), s.bits(), s.sample(), w)
 			}
 			n6++

@@ -56,13 +56,13 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 		}
 		e4 = makeSlot4(addr4(a), bits, v6Root)
 		key = e4.key()
-		how.eh = uint8(blockHash4(e4.block()) >> 56)
+		how.eh = sampleHash(blockHash4(e4.block()))
 	} else {
 		hi, lo = addr6(a)
 		e6 = makeSlot6(hi, bits, bits > strideV6 && g.front.isSplit(hi))
 		kb := e6.keyBits(hi)
 		hi, lo = hi&mask64(kb), lo&mask64(kb-64)
-		how.eh, how.v6 = uint8(blockHash6(hi)>>56), true
+		how.eh, how.v6 = sampleHash(blockHash6(hi)), true
 		key = entryKey6(hi, lo, kb)
 	}
 	how.key, how.sample = key, how.eh
@@ -77,7 +77,7 @@ func (g *generation[T]) resolve(a netip.Addr, always bool) (res Result[T], how r
 			return res, how, err
 		}
 		res.Record, res.Found = r.value(), true
-		how.rec, how.sample = unsafe.Pointer(r), min(how.eh, uint8(rk>>56))
+		how.rec, how.sample = unsafe.Pointer(r), min(how.eh, sampleHash(rk))
 		if keep {
 			defer g.recs.settle(r)
 		}

@@ -157,9 +157,6 @@ func recordKey(off uintptr) uint64 {
 	return xxhash.Sum64(k[:])
 }
 
-// recordHash is the sampling hash of the record at off (see sampler).
-func recordHash(off uintptr) uint8 { return uint8(recordKey(off) >> 56) }
-
 // cacheEntry4 puts the IPv4 entry e, with its record r (nil: not found),
 // in the first level and offers it to ristretto (key is e.key()); it
 // reports whether e was cached already.
