@@ -210,7 +210,8 @@ func (t *dense16) get(v uint32) (netip.Prefix, *rec) {
 var sink atomic.Pointer[rec]
 
 // BenchmarkHit looks the stream's IPv4 addresses up in each structure, all
-// built once, the sub-benchmarks interleaved by -count: run with
+// built once, on one goroutine and under RunParallel, the sub-benchmarks
+// interleaved by -count: run with
 // -count 10 -benchtime 0.3s for medians of rounds a moment apart.
 func BenchmarkHit(b *testing.B) {
 	d := load(b)
@@ -250,6 +251,26 @@ func BenchmarkHit(b *testing.B) {
 			sink.Store(last)
 		})
 	}
+	// Under RunParallel, each goroutine from its own place in the stream,
+	// at the sizes the library's first level would have.
+	par := func(name string, get func(uint32) *rec) {
+		b.Run("mode=parallel/"+name, func(b *testing.B) {
+			var g atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				var last *rec
+				i := int(g.Add(1)) * 7919 * 4099
+				for pb.Next() {
+					last = get(d.v4[i&n])
+					i++
+				}
+				sink.Store(last)
+			})
+		})
+	}
+	t8, t16 := newDense8(d, 1<<15), newDense16(d, 1<<16)
+	par("impl=map24", func(v uint32) *rec { return m24[v>>8] })
+	par("impl=dense8/buckets=32768", func(v uint32) *rec { _, r := t8.get(v); return r })
+	par("impl=dense16/buckets=65536", func(v uint32) *rec { _, r := t16.get(v); return r })
 	b.Logf("%d entries, %d records, %d-byte slots at 2^15 buckets: %d KiB", len(keys), len(recs), 8, (1<<15)*64/1024)
 	_ = unsafe.Sizeof(0)
 }
