@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"golang.org/x/sys/cpu"
 )
 
 // front is the first level of the cache, the table every lookup reads. It
@@ -31,8 +33,12 @@ import (
 // store. A reader still on the old table may read an entry dropped since;
 // its answer and its record are still right.
 type front[T any] struct {
+	// Read by every hit; the padding keeps the writers' fields below, and
+	// whatever precedes the struct in memory, off their line.
+	_  cpu.CacheLinePad
 	t4 atomic.Pointer[table4[T]]
 	t6 atomic.Pointer[table6[T]]
+	_  cpu.CacheLinePad
 
 	mu     sync.Mutex
 	n4, n6 int // slots in use, markers included; guarded by mu

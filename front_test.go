@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 )
 
 // countingHolder counts what the first level holds, per record.
@@ -527,5 +528,22 @@ func TestFrontShortIPv6Networks(t *testing.T) {
 	check("short ones removed", map[int]bool{0: true, 1: true})
 	if _, n6 := f.entries(); n6 != 2 || len(h.held) != 2 {
 		t.Errorf("%d entries, %d records held; want 2, 2", n6, len(h.held))
+	}
+}
+
+// TestHitFieldsOwnLine checks that the fields every hit reads share no
+// cache line with fields that misses and ristretto's goroutine write.
+func TestHitFieldsOwnLine(t *testing.T) {
+	const line = 64
+	var f front[uint32]
+	if off := unsafe.Offsetof(f.t4); off < line {
+		t.Errorf("front.t4 at %d: within a line of what precedes the struct", off)
+	}
+	if gap := unsafe.Offsetof(f.mu) - (unsafe.Offsetof(f.t6) + unsafe.Sizeof(f.t6)); gap < line {
+		t.Errorf("front.mu %d bytes after front.t6", gap)
+	}
+	var g generation[uint32]
+	if gap := unsafe.Offsetof(g.recs) - (unsafe.Offsetof(g.ipv4) + unsafe.Sizeof(g.ipv4)); gap < line {
+		t.Errorf("generation.recs %d bytes after the fields hits read", gap)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+	"golang.org/x/sys/cpu"
 
 	"github.com/geocache/geocache/internal/pcpu"
 )
@@ -15,11 +16,15 @@ import (
 // generation is one opened database with its own cache. A reload makes a
 // new generation and retires the old one, so answers never mix databases.
 type generation[T any] struct {
-	// Read by every hit.
+	// Read by every hit, on a line of their own: the records' first
+	// shard lock, next in memory, is written by misses and by ristretto's
+	// goroutine, and a write to a line moves it away from every core that
+	// reads it.
 	front    *front[T]
 	rootBits int  // see ipv4Aliased
 	unmap    bool // key IPv4-mapped addresses as IPv4 (see ipv4Aliased)
 	ipv4     bool // an IPv4-only database
+	_        cpu.CacheLinePad
 
 	recs records[T]
 
