@@ -146,12 +146,20 @@ func (c *Cache[T]) Close() error {
 	return c.err
 }
 
-// touchEvery is how often, per P, a hit is reported to ristretto, so that
-// its admission policy learns which entries and records are hot although
-// hits never reach it: while the cache is full, when admissions are
-// contested (a report costs two map lookups in ristretto, ~15 ns a hit at
-// this rate). A power of two.
-const touchEvery = 64
+// Ristretto's admission policy learns what is used only from reports, and
+// a report costs the lookup that makes it a ristretto Get (a read of its
+// store map under a lock, a push into its buffers): hits never reach it.
+// So while the cache is full, when admissions are contested, a hit
+// reports its entry once in hitReportEvery per P, and a miss its entry and
+// record once in missReportEvery. Misses are reported more often: they
+// are what the policy must rank against the cached, and a report is small
+// beside a miss's own work. A hit does not report its record: a record's
+// entries' misses already rank it, and its hits' reports bought no hits
+// (docs/measurements.md has the figures). Powers of two.
+const (
+	hitReportEvery  = 32
+	missReportEvery = 8
+)
 
 // Lookup returns the database's answer for ip. Not found is a Result with
 // Found false, not an error. In a database whose search tree aliases
@@ -199,8 +207,8 @@ func (c *Cache[T]) Lookup(ip netip.Addr) (res Result[T], err error) {
 		} else {
 			res.Prefix = netip.PrefixFrom(from4(s.network()), s.bits())
 		}
-		if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
-			g.touch(s.key(), r)
+		if c.stats.Inc(statHits)&(hitReportEvery-1) == 0 && g.store.full() {
+			g.store.touch(s.key())
 		}
 		if c.sampler.sampled(s.sample()) {
 			c.sample(sampleHash(blockHash4(s.block())), s.key, false, r)
@@ -239,23 +247,13 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 	b := s.bits()
 	res.Prefix = netip.PrefixFrom(from6(hi&mask64(b), lo&mask64(b-64)), b)
 	key := func() uint64 { return entryKey6(hi, lo, s.keyBits(hi)) }
-	if c.stats.Inc(statHits)&(touchEvery-1) == 0 && g.store.full() {
-		g.touch(key(), r)
+	if c.stats.Inc(statHits)&(hitReportEvery-1) == 0 && g.store.full() {
+		g.store.touch(key())
 	}
 	if c.sampler.sampled(s.sample()) {
 		c.sample(sampleHash(blockHash6(hi)), key, true, r)
 	}
 	return res, nil
-}
-
-// touch reports a hit on the entry under key and its record r to
-// ristretto. It reads no mapping, so it needs no guard: after a reload it
-// touches a closed ristretto, which ignores it.
-func (g *generation[T]) touch(key uint64, r *record[T]) {
-	g.store.touch(key)
-	if r != nil {
-		g.store.touch(recordKey(r.off))
-	}
 }
 
 // miss answers from the database on the current generation; a generation

@@ -2,6 +2,7 @@ package geocache
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,10 +20,10 @@ import (
 // miniature cache over them, the budget scaled by the sampling rate
 // (Waldspurger et al., "Cache Modeling and Optimization using Miniature
 // Simulations", ATC '17), with this cache's policy in small: the
-// doorkeeper once full, counts of one use in 64, admission against the
-// least counted of five sampled victims. A reuse-distance (LRU) curve, the
-// first thing tried, misjudged this cache by 15-23 points on Zipf traffic:
-// a frequency-based policy keeps what LRU would lose.
+// doorkeeper once full, counts of the uses the cache reports, admission
+// against the least counted of five sampled victims. A reuse-distance
+// (LRU) curve, the first thing tried, misjudged this cache by 15-23 points
+// on Zipf traffic: a frequency-based policy keeps what LRU would lose.
 //
 // Off the hit path: a sampled lookup (one in 64 at most, fewer for big
 // budgets and as the traffic's objects grow) appends to a buffer of its
@@ -330,14 +331,14 @@ func (t *trace) hitRatio(itemBytes int64) (float64, bool) {
 	for _, k := range byUse {
 		if m.used+cost[k] <= m.room {
 			m.add(k, cost[k])
-			m.freq[k] = uint8(min(15, t.objs[k].uses/touchEvery))
+			m.freq[k] = uint8(min(15, t.objs[k].uses/hitReportEvery))
 		}
 	}
 	var hits, uses int
 	for i := range n {
 		r := t.refs[(t.pos+i)%n]
-		hit := m.use(objKey(r.entry, false), r.ecost(), r.entry != 0)
-		m.use(objKey(r.rec, true), int64(r.rcost), r.rec != 0)
+		hit := m.use(objKey(r.entry, false), r.ecost(), r.entry != 0, false)
+		m.use(objKey(r.rec, true), int64(r.rcost), r.rec != 0, hit)
 		if r.entry != 0 {
 			uses++
 			if hit {
@@ -381,14 +382,34 @@ func newMiniCache(room int64, window int) *miniCache {
 		freq: map[uint64]uint8{}, door: map[uint64]bool{}, window: 10 * window, rng: 1}
 }
 
-// use is a use of object k (if named); it reports a hit.
-func (m *miniCache) use(k uint64, cost int64, named bool) bool {
+// use is a use of object k (if named); it reports a hit. For a record,
+// entryHit says whether its entry hit.
+func (m *miniCache) use(k uint64, cost int64, named, entryHit bool) bool {
 	if !named {
 		return false
 	}
-	// One use in touchEvery counts, as the cache reports them.
+	// Uses count as the cache reports them, while it is full: a hit's
+	// entry one in hitReportEvery; a missed entry one in missReportEvery,
+	// but not on its first sighting, which the doorkeeper holds back; the
+	// record of a missed entry one in missReportEvery if it is cached (a
+	// record decoded anew is offered, not reported). Records' keys are odd
+	// (see objKey).
+	_, hit := m.res[k]
+	full := m.used > m.room-m.room/8
+	var every uint
+	switch {
+	case !full:
+	case k&1 == 1:
+		if hit && !entryHit {
+			every = missReportEvery
+		}
+	case hit:
+		every = hitReportEvery
+	case m.door[k]:
+		every = missReportEvery
+	}
 	m.counted++
-	if (k^uint64(m.counted))*fibonacci>>58 == 0 {
+	if every > 0 && (k^uint64(m.counted))*fibonacci>>(64-bits.TrailingZeros(every)) == 0 {
 		if m.freq[k] < 15 {
 			m.freq[k]++
 		}
@@ -402,10 +423,9 @@ func (m *miniCache) use(k uint64, cost int64, named bool) bool {
 			}
 		}
 	}
-	if _, ok := m.res[k]; ok {
+	if hit {
 		return true
 	}
-	full := m.used > m.room-m.room/8
 	if full && !m.door[k] {
 		m.door[k] = true
 		if len(m.door) > m.window/10 {

@@ -53,10 +53,9 @@ const (
 )
 
 // sampled reports whether this miss is one to report to ristretto's
-// admission policy: one in touchEvery per P, as for hits, so that the
-// policy's counts of cached and new items are in proportion.
+// admission policy: one in missReportEvery per P.
 func (s *store[T]) sampled() bool {
-	return s.offers.Inc(missesSeen)&(touchEvery-1) == 0
+	return s.offers.Inc(missesSeen)&(missReportEvery-1) == 0
 }
 
 // item is what ristretto holds: a network entry (the words that name its
@@ -231,7 +230,9 @@ func (s *store[T]) offer(key uint64, it item[T]) bool {
 func (s *store[T]) pending() int64 { return s.offers.Sum(offersHanded) - s.costed.Load() }
 
 // touch tells ristretto's admission policy that the item under key was
-// used: hits never reach ristretto otherwise.
+// used: hits never reach ristretto otherwise. It reads no mapping, so it
+// needs no guard: after a reload it touches a closed ristretto, which
+// ignores it.
 func (s *store[T]) touch(key uint64) { s.rc.Get(key) }
 
 // costOf runs in ristretto's goroutine for each item it is about to
