@@ -146,10 +146,10 @@ func (c *Cache[T]) Close() error {
 	return c.err
 }
 
-// Ristretto's admission policy learns what is used only from reports, and
-// a report costs the lookup that makes it a ristretto Get (a read of its
-// store map under a lock, a push into its buffers): hits never reach it.
-// So while the cache is full, when admissions are contested, a hit
+// Hits never reach ristretto, so its admission policy learns what is used
+// only from reports, and a report costs the lookup that makes it a
+// ristretto Get (a read of its store map under a lock, a push into its
+// buffers). So while the cache is full, when admissions are contested, a hit
 // reports its entry once in hitReportEvery per P, and a miss its entry and
 // record once in missReportEvery. Misses are reported more often: they
 // are what the policy must rank against the cached, and a report is small
