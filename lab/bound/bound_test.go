@@ -188,3 +188,65 @@ func perLookup(addrs []netip.Addr, f func(netip.Addr) bool) float64 {
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(len(addrs))
 }
+
+// BenchmarkWholeDatabase caches every network of the database and its
+// record (through Prewarm, at a budget that holds them all) and times
+// fresh draws, as BenchmarkBound's fresh stream does, against the reader
+// on the same draws: what a cache that never misses a network with data
+// costs when its entries spread over the whole table. One iteration is
+// one round; run with -benchtime 3x.
+func BenchmarkWholeDatabase(b *testing.B) {
+	path := os.Getenv("GEOCACHE_MMDB")
+	if path == "" {
+		b.Skip("GEOCACHE_MMDB is not set")
+	}
+	r, err := maxminddb.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	nets := workload.Networks(r)
+	ranking := workload.Popularity(nets, 42)
+	c, err := geocache.Open[geoip2.City](path, &geocache.Options{MaxCost: 3 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	err = c.Prewarm(b.Context(), func(yield func(netip.Addr) bool) {
+		for _, p := range nets {
+			if !yield(p.Addr()) {
+				return
+			}
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prewarm := time.Since(start)
+	st := c.Stats()
+	var cache, reader, hits float64
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		draws := ranking.Draw(1<<20, uint64(9000+i))
+		before := c.Stats()
+		cache += perLookup(draws, func(a netip.Addr) bool {
+			_, err := c.Lookup(a)
+			return err == nil
+		})
+		hits += 100 * float64(c.Stats().Hits-before.Hits) / float64(len(draws))
+		reader += perLookup(draws, func(a netip.Addr) bool { return decode(r, a) })
+		b.StartTimer()
+		i++
+	}
+	n := float64(i)
+	b.ReportMetric(cache/n, "ns-cache")
+	b.ReportMetric(reader/n, "ns-reader")
+	b.ReportMetric(hits/n, "hit%")
+	b.ReportMetric(prewarm.Seconds(), "s-prewarm")
+	b.ReportMetric(float64(st.Entries), "entries")
+	b.ReportMetric(float64(st.Records), "records")
+	b.ReportMetric(float64(st.Cost)/(1<<20), "cost-MiB")
+	b.ReportMetric(0, "ns/op")
+}
