@@ -8,7 +8,6 @@ package bound
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/workload"
+	"github.com/geocache/geocache/lab/internal/envdb"
 )
 
 // What a lookup did in the cache, as Stats counted it.
@@ -45,15 +45,7 @@ var sink *geoip2.City
 // draws), then the ideal cache and the reader over the recorded pass's
 // addresses. Run with -benchtime 1x, once per process.
 func BenchmarkBound(b *testing.B) {
-	path := os.Getenv("GEOCACHE_MMDB")
-	if path == "" {
-		b.Skip("GEOCACHE_MMDB is not set")
-	}
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	path, r := envdb.Open(b)
 	nets := workload.Networks(r)
 	zipf := workload.Zipf(nets, 1<<20, 42)
 	ranking := workload.Popularity(nets, 42)
@@ -196,15 +188,7 @@ func perLookup(addrs []netip.Addr, f func(netip.Addr) bool) float64 {
 // costs when its entries spread over the whole table. One iteration is
 // one round; run with -benchtime 3x.
 func BenchmarkWholeDatabase(b *testing.B) {
-	path := os.Getenv("GEOCACHE_MMDB")
-	if path == "" {
-		b.Skip("GEOCACHE_MMDB is not set")
-	}
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	path, r := envdb.Open(b)
 	nets := workload.Networks(r)
 	ranking := workload.Popularity(nets, 42)
 	c, err := geocache.Open[geoip2.City](path, &geocache.Options{MaxCost: 3 << 30})

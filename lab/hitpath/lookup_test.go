@@ -2,15 +2,14 @@ package hitpath
 
 import (
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"testing"
 
 	"github.com/oschwald/geoip2-golang/v2"
-	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/workload"
+	"github.com/geocache/geocache/lab/internal/envdb"
 )
 
 // BenchmarkLookupOneProcess times geocache's Lookup on the whole zipf
@@ -20,15 +19,7 @@ import (
 // same heap, the same caches, the same order in every round, which
 // separately opened benchmark variants do not share.
 func BenchmarkLookupOneProcess(b *testing.B) {
-	path := os.Getenv("GEOCACHE_MMDB")
-	if path == "" {
-		b.Skip("GEOCACHE_MMDB is not set")
-	}
-	r, err := maxminddb.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	path, r := envdb.Open(b)
 	stream := workload.Zipf(workload.Networks(r), 1<<20, 42)
 	c, err := geocache.Open[geoip2.City](path, &geocache.Options{MaxCost: 512 << 20})
 	if err != nil {
