@@ -8,16 +8,14 @@ package hitpath
 import (
 	"encoding/binary"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"unsafe"
 
-	"github.com/oschwald/maxminddb-golang/v2"
-
 	"github.com/geocache/geocache/internal/workload"
+	"github.com/geocache/geocache/lab/internal/envdb"
 )
 
 // rec stands for a decoded record; lookups return its pointer and never
@@ -37,14 +35,7 @@ var (
 
 func load(b *testing.B) *data {
 	once.Do(func() {
-		path := os.Getenv("GEOCACHE_MMDB")
-		if path == "" {
-			return
-		}
-		r, err := maxminddb.Open(path)
-		if err != nil {
-			panic(err)
-		}
+		_, r := envdb.Open(b) // skips b without GEOCACHE_MMDB; later callers skip below
 		for _, a := range workload.Zipf(workload.Networks(r), 1<<20, 42) {
 			if !a.Is4() {
 				continue
