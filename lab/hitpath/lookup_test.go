@@ -1,13 +1,16 @@
 package hitpath
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"testing"
 
 	"github.com/oschwald/geoip2-golang/v2"
+	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocache/geocache"
+	"github.com/geocache/geocache/internal/pcpu"
 	"github.com/geocache/geocache/internal/workload"
 	"github.com/geocache/geocache/lab/internal/envdb"
 )
@@ -18,6 +21,11 @@ import (
 // the stream), both built once in this process and timed in turn: the
 // same heap, the same caches, the same order in every round, which
 // separately opened benchmark variants do not share.
+//
+// Beside them, the map doing step by step what Lookup must do on a hit:
+// hold each block's prefix length too (map24-wide), build the Result
+// from it (map24-result), and count the hit per P as Stats does
+// (map24-same-work).
 func BenchmarkLookupOneProcess(b *testing.B) {
 	path, r := envdb.Open(b)
 	stream := workload.Zipf(workload.Networks(r), 1<<20, 42)
@@ -36,37 +44,50 @@ func BenchmarkLookupOneProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	w, err := newWideMap(r, stream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hits := pcpu.New()
+	type result = geocache.Result[geoip2.City]
 	impls := []struct {
 		name   string
-		lookup func(netip.Addr) *geoip2.City
+		lookup func(netip.Addr) result
 	}{
-		{"map24", m.Get},
-		{"geocache", func(a netip.Addr) *geoip2.City {
+		{"map24", func(a netip.Addr) result { return result{Record: m.Get(a)} }},
+		{"map24-wide", func(a netip.Addr) result { return result{Record: w.get(a).rec} }},
+		{"map24-result", w.result},
+		{"map24-same-work", func(a netip.Addr) result {
+			res := w.result(a)
+			hits.Inc(0)
+			return res
+		}},
+		{"geocache", func(a netip.Addr) result {
 			res, _ := c.Lookup(a)
-			return res.Record
+			return res
 		}},
 	}
 	const mask = 1<<20 - 1
 	for _, im := range impls {
 		b.Run("mode=single/impl="+im.name, func(b *testing.B) {
-			var last *geoip2.City
+			var last result
 			i := 0
 			for b.Loop() {
 				last = im.lookup(stream[i&mask])
 				i++
 			}
-			cities.Store(last)
+			results.Store(&last)
 		})
 		b.Run("mode=parallel/impl="+im.name, func(b *testing.B) {
 			var g atomic.Int64
 			b.RunParallel(func(pb *testing.PB) {
-				var last *geoip2.City
+				var last result
 				i := int(g.Add(1)) * 7919 * 4099
 				for pb.Next() {
 					last = im.lookup(stream[i&mask])
 					i++
 				}
-				cities.Store(last)
+				results.Store(&last)
 			})
 		})
 	}
@@ -76,4 +97,74 @@ func BenchmarkLookupOneProcess(b *testing.B) {
 	}
 }
 
-var cities atomic.Pointer[geoip2.City]
+// results keeps each loop's last result, so that the compiler keeps the
+// work of every lookup.
+var results atomic.Pointer[geocache.Result[geoip2.City]]
+
+// wideMap is map24 holding each block's prefix length beside its record:
+// the data a Result needs. A block split into longer networks keeps one
+// of their lengths; the map is timed, not checked.
+type wideMap struct {
+	v4 map[uint32]wide
+	v6 map[uint64]wide
+}
+
+type wide struct {
+	rec  *geoip2.City
+	bits int
+}
+
+func newWideMap(r *maxminddb.Reader, stream []netip.Addr) (*wideMap, error) {
+	w := &wideMap{v4: map[uint32]wide{}, v6: map[uint64]wide{}}
+	byOff := map[uintptr]*geoip2.City{}
+	for _, a := range stream {
+		res := r.Lookup(a)
+		rec := byOff[res.Offset()]
+		if rec == nil {
+			rec = new(geoip2.City)
+			if err := res.Decode(rec); err != nil {
+				return nil, err
+			}
+			byOff[res.Offset()] = rec
+		}
+		p := res.Prefix()
+		bits := p.Bits()
+		if a.Is4() && p.Addr().Is6() { // the IPv4 subtree, as ::ffff:0:0/96 and longer
+			bits -= 96
+		}
+		if a.Is4() {
+			w.v4[block24(a)] = wide{rec, bits}
+		} else {
+			w.v6[block48(a)] = wide{rec, bits}
+		}
+	}
+	return w, nil
+}
+
+func (w *wideMap) get(a netip.Addr) wide {
+	if a.Is4() {
+		return w.v4[block24(a)]
+	}
+	return w.v6[block48(a)]
+}
+
+// result builds the Result that Lookup returns: the record, and the
+// network masked from the address.
+func (w *wideMap) result(a netip.Addr) (res geocache.Result[geoip2.City]) {
+	v := w.get(a)
+	if v.rec != nil {
+		res.Record, res.Found = v.rec, true
+	}
+	res.Prefix, _ = a.Prefix(v.bits)
+	return res
+}
+
+func block24(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:]) >> 8
+}
+
+func block48(a netip.Addr) uint64 {
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]) >> 16
+}
