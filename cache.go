@@ -244,8 +244,9 @@ func (c *Cache[T]) lookup6(g *generation[T], ip, a netip.Addr) (res Result[T], e
 	if r != nil {
 		res.Record, res.Found = r.value(), true
 	}
-	b := s.bits()
-	res.Prefix = netip.PrefixFrom(from6(hi&mask64(b), lo&mask64(b-64)), b)
+	// a is in the network, so masking it gives the network without the
+	// round trip through bytes that from6 makes; it cannot fail.
+	res.Prefix, _ = a.Prefix(s.bits())
 	key := func() uint64 { return entryKey6(hi, lo, s.keyBits(hi)) }
 	if c.stats.Inc(statHits)&(hitReportEvery-1) == 0 && g.store.full() {
 		g.store.touch(key())

@@ -427,9 +427,6 @@ func TestBudget(t *testing.T) {
 	}
 }
 
-// TestDifferentialMMDB runs the differential check on the database at
-// GEOCACHE_MMDB (the real GeoLite2-City for the documented long run),
-// with a 16 MiB budget that keeps evicting.
 // TestDifferentialMMDB checks the database named by GEOCACHE_MMDB (skipped
 // when unset) with a 16 MiB budget, which on GeoLite2-City evicts all the
 // time. Addresses come in seeded chunks of 1M, each asked twice: half from

@@ -18,10 +18,10 @@ import (
 // record's pointer), or two lines of four IPv6 slots. An entry lives in
 // the bucket of its /24 or /48 block, of its /16 or /40 block if it is
 // shorter than that, or of its /64 sub-block in a /48 with more than
-// splitAt entries cached (see keys.go), so a hit reads one line (two in a
-// split block, or in a /20 or /40 that holds both a short network and
-// longer ones), and takes the record's pointer from it: no second
-// dependent load. The table is sized to the entries (load 25-70%), not to the
+// splitAt entries cached (see keys.go), so a hit reads one bucket (two in
+// a split block, in a /20 that holds both a short network and longer
+// ones, or where a hint map's shared bit errs), and takes the record's
+// pointer from it: no second dependent load. The table is sized to the entries (load 25-70%), not to the
 // budget, so the hot blocks of a traffic mix fill few lines and pages. A
 // bucket that fills up marks its last slot and continues in the next
 // bucket (linear probing, a bucket at a time): a lookup reads the next
@@ -97,7 +97,7 @@ func newFront[T any](h holder[T]) *front[T] {
 // account records the tables' size.
 func (f *front[T]) account() {
 	f.bytes.Store(shortMapBytes + shortHintBytes + int64(len(f.t4.Load().b))*int64(unsafe.Sizeof(bucket4[T]{})) +
-		int64(len(f.t6.Load().b))*int64(unsafe.Sizeof(bucket6[T]{})))
+		int64(len(f.t6.Load().b))*int64(unsafe.Sizeof(bucket6[T]{})+homeHintBits/8))
 }
 
 // lookup4 returns the entry that answers the IPv4 address v and its record
@@ -114,16 +114,22 @@ func (f *front[T]) lookup4(v uint32) (s slot4, r *record[T], ok bool) {
 }
 
 // lookup6 is lookup4 for the IPv6 address ahi:alo; it returns the entry's
-// meta and block address.
+// meta and block address. Of a /40 that holds short networks, it reads
+// the /40's chain first unless the /48 may hold entries of its own.
 func (f *front[T]) lookup6(ahi, alo uint64) (s slot6, hi, lo uint64, r *record[T], ok bool) {
 	t := f.t6.Load()
-	if t.inShort(ahi) {
+	short := t.inShort(ahi)
+	if short && !t.ownsAt(ahi) {
 		if s, hi, lo, r, ok = t.probe(t.short(ahi), ahi, alo, false); ok {
 			return s, hi, lo, r, ok
 		}
+		short = false
 	}
 	if s, hi, lo, r, ok = t.probe(t.home(ahi), ahi, alo, true); ok && s.marker() {
 		s, hi, lo, r, ok = t.probe(t.sub(ahi, alo), ahi, alo, false)
+	}
+	if !ok && short {
+		s, hi, lo, r, ok = t.probe(t.short(ahi), ahi, alo, false)
 	}
 	return s, hi, lo, r, ok
 }

@@ -475,7 +475,8 @@ func TestFrontWholeIPv6Networks(t *testing.T) {
 // TestFrontShortIPv6Networks checks IPv6 networks shorter than /48: one
 // entry answers every /48 of a /40-/47, one shorter than /40 is cached per
 // /40 block, and /48s and longer networks beside them in a /40 are found
-// past the short chain, before and after a rebuild and removals.
+// past the short chain, before and after a rebuild and removals, whichever
+// chain a lookup reads first.
 func TestFrontShortIPv6Networks(t *testing.T) {
 	h := newCountingHolder()
 	f := newFront[uint32](h)
@@ -523,6 +524,10 @@ func TestFrontShortIPv6Networks(t *testing.T) {
 	f.resize6(len(f.t6.Load().b))
 	f.mu.Unlock()
 	check("after a rebuild", nil)
+	for _, c := range cases { // as a hash collision or a removed entry would
+		f.t6.Load().markOwn(c.hi)
+	}
+	check("every /48 taken to hold entries of its own", nil)
 	f.remove6(es[0].s, es[0].hi, 0)
 	f.remove6(es[1].s, es[1].hi, 0)
 	check("short ones removed", map[int]bool{0: true, 1: true})

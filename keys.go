@@ -140,7 +140,9 @@ func addr6(a netip.Addr) (hi, lo uint64) {
 
 // from4 and from6 are the inverses of addr4 and addr6.
 func from4(v uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	var b [4]byte // written whole, so that the compiler moves it as one word
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
 }
 
 func from6(hi, lo uint64) netip.Addr {

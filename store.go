@@ -86,12 +86,12 @@ const (
 	itemSlotBytes = 8 + 8 + 8 + int64(unsafe.Sizeof(item[struct{}]{})) + 24 + 1 + // store: key, storeItem, ctrl byte
 		8 + 8 + 1 // policy: key, cost, ctrl byte
 	itemCost      = itemSlotBytes * 20 / 11
-	frontShare4   = 16 * 4 // 16-byte slots at load 1/4
-	frontShare6   = 32 * 4 // 32-byte slots
+	frontShare4   = 16 * 4                // 16-byte slots at load 1/4
+	frontShare6   = 32*4 + homeHintBits/8 // 32-byte slots, and a bucket's bits of table6.homeAt
 	entryCost4    = itemCost + frontShare4
 	entryCost6    = itemCost + frontShare6
 	counterBytes  = 4 // per ristretto counter: the count-min sketch and its doorkeeper, measured
-	fixedFrontMin = minBuckets4*64 + minBuckets6*128 + shortMapBytes + shortHintBytes
+	fixedFrontMin = minBuckets4*64 + minBuckets6*(128+homeHintBits/8) + shortMapBytes + shortHintBytes
 )
 
 // checkEvery is how often, per P, an offer recomputes the backlog: it may

@@ -39,13 +39,26 @@ type table6[T any] struct {
 	shift uint8
 	// A bit per hash of /40 block (shortHash6's top bits): set if an
 	// entry shorter than /48 may cover some of it. IPv6 has too many /40
-	// blocks to map them all, so blocks share bits. Most lookups of
-	// longer networks meet a set bit all the same: a /48 carved out of a
-	// /40 leaves /41-/47 networks beside it, so they read the /40's chain
-	// first, a bucket that all of the /40's traffic keeps warm. Set and
-	// cleared as table4.shortAt is.
+	// blocks to map them all, so blocks share bits. Set and cleared as
+	// table4.shortAt is.
 	shortAt [1 << (shortHintBits - 6)]atomic.Uint64
+	// A bit per hash of /48 block (blockHash6's top bits), homeHintBits
+	// per bucket so that a large table does not set them all: set if the
+	// block may hold entries of its own, /48 or longer, or a marker. A
+	// lookup whose /40 has a shortAt bit reads the /48's chain first when
+	// its block has this one: a /48 carved out of a /40 leaves /41-/47
+	// networks beside it, and most of the /40's traffic is in the /48s
+	// of their own, which would read the /40's chain in vain. Set and
+	// cleared as shortAt is.
+	homeAt []atomic.Uint64
 }
+
+// homeHintBits is how many bits of table6.homeAt a bucket has, and
+// homeHintShift its log2.
+const (
+	homeHintShift = 4
+	homeHintBits  = 1 << homeHintShift
+)
 
 // shortHintBits is the log2 of the bits of table6.shortAt.
 const shortHintBits = 18
@@ -58,7 +71,7 @@ func newTable4[T any](n int) *table4[T] {
 }
 
 func newTable6[T any](n int) *table6[T] {
-	return &table6[T]{b: make([]bucket6[T], n), shift: shiftFor(n)}
+	return &table6[T]{b: make([]bucket6[T], n), shift: shiftFor(n), homeAt: make([]atomic.Uint64, n*homeHintBits/64)}
 }
 
 func shiftFor(buckets int) uint8 {
@@ -110,7 +123,19 @@ func (t *table6[T]) markShort(hi uint64) {
 	setBit(t.shortAt[:], shortHash6(hi)>>(64-shortHintBits))
 }
 
-// bitAt reports whether bit i of the map w (a table's shortAt) is set.
+// ownsAt reports whether the /48 block of hi may hold entries of its own
+// (see homeAt); markOwn marks it so.
+func (t *table6[T]) ownsAt(hi uint64) bool { return bitAt(t.homeAt, t.homeBit(hi)) }
+func (t *table6[T]) markOwn(hi uint64)     { setBit(t.homeAt, t.homeBit(hi)) }
+
+// homeBit is the homeAt bit of the /48 block of hi: its hash's top bits,
+// homeHintBits for each bucket (minBuckets6 makes homeAt whole words).
+func (t *table6[T]) homeBit(hi uint64) uint64 {
+	return blockHash6(hi) >> (t.shift - homeHintShift)
+}
+
+// bitAt reports whether bit i of the map w (a table's shortAt or homeAt)
+// is set.
 func bitAt(w []atomic.Uint64, i uint64) bool { return w[i/64].Load()&(1<<(i%64)) != 0 }
 
 // setBit sets bit i of the map w, writing only a word that lacks it: once
@@ -290,6 +315,8 @@ func (t *table4[T]) place(s slot4, r *record[T]) (overflows int) {
 func (t *table6[T]) place(i int, s slot6, hi, lo uint64, r *record[T]) (overflows int) {
 	if s.short() {
 		t.markShort(hi)
+	} else {
+		t.markOwn(hi)
 	}
 	for ; ; i = t.next(i) {
 		b := &t.b[i]
