@@ -33,9 +33,9 @@ func NewBlockMap[T any](r *maxminddb.Reader, stream []netip.Addr) (*BlockMap[T],
 			byOff[res.Offset()] = rec
 		}
 		if a.Is4() {
-			m.v4[block24(a)] = rec
+			m.v4[Block24(a)] = rec
 		} else {
-			m.v6[block48(a)] = rec
+			m.v6[Block48(a)] = rec
 		}
 	}
 	return m, nil
@@ -44,17 +44,20 @@ func NewBlockMap[T any](r *maxminddb.Reader, stream []netip.Addr) (*BlockMap[T],
 // Get returns the record of a's block, or nil.
 func (m *BlockMap[T]) Get(a netip.Addr) *T {
 	if a.Is4() {
-		return m.v4[block24(a)]
+		return m.v4[Block24(a)]
 	}
-	return m.v6[block48(a)]
+	return m.v6[Block48(a)]
 }
 
-func block24(a netip.Addr) uint32 {
+// Block24 is the /24 block of the IPv4 address a, as a number: BlockMap's
+// key.
+func Block24(a netip.Addr) uint32 {
 	b := a.As4()
 	return binary.BigEndian.Uint32(b[:]) >> 8
 }
 
-func block48(a netip.Addr) uint64 {
+// Block48 is the /48 block of the IPv6 address a, as a number.
+func Block48(a netip.Addr) uint64 {
 	b := a.As16()
 	return binary.BigEndian.Uint64(b[:8]) >> 16
 }

@@ -1,7 +1,6 @@
 package hitpath
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -133,9 +132,9 @@ func newWideMap(r *maxminddb.Reader, stream []netip.Addr) (*wideMap, error) {
 			bits -= 96
 		}
 		if a.Is4() {
-			w.v4[block24(a)] = wide{rec, bits}
+			w.v4[workload.Block24(a)] = wide{rec, bits}
 		} else {
-			w.v6[block48(a)] = wide{rec, bits}
+			w.v6[workload.Block48(a)] = wide{rec, bits}
 		}
 	}
 	return w, nil
@@ -143,9 +142,9 @@ func newWideMap(r *maxminddb.Reader, stream []netip.Addr) (*wideMap, error) {
 
 func (w *wideMap) get(a netip.Addr) wide {
 	if a.Is4() {
-		return w.v4[block24(a)]
+		return w.v4[workload.Block24(a)]
 	}
-	return w.v6[block48(a)]
+	return w.v6[workload.Block48(a)]
 }
 
 // result builds the Result that Lookup returns: the record, and the
@@ -157,14 +156,4 @@ func (w *wideMap) result(a netip.Addr) (res geocache.Result[geoip2.City]) {
 	}
 	res.Prefix, _ = a.Prefix(v.bits)
 	return res
-}
-
-func block24(a netip.Addr) uint32 {
-	b := a.As4()
-	return binary.BigEndian.Uint32(b[:]) >> 8
-}
-
-func block48(a netip.Addr) uint64 {
-	b := a.As16()
-	return binary.BigEndian.Uint64(b[:8]) >> 16
 }
