@@ -21,11 +21,12 @@ import (
 // splitAt entries cached (see keys.go), so a hit reads one bucket (two in
 // a split block, in a /20 that holds both a short network and longer
 // ones, or where a hint map's shared bit errs), and takes the record's
-// pointer from it: no second dependent load. The table is sized to the entries (load 25-70%), not to the
-// budget, so the hot blocks of a traffic mix fill few lines and pages. A
-// bucket that fills up marks its last slot and continues in the next
-// bucket (linear probing, a bucket at a time): a lookup reads the next
-// bucket only past such a mark, and every entry has a place.
+// pointer from it: no second dependent load. The table is sized to the
+// entries (load 25-70%), not to the budget, so the hot blocks of a
+// traffic mix fill few lines and pages. A bucket that fills up marks its
+// last slot and continues in the next bucket (linear probing, a bucket at
+// a time): a lookup reads the next bucket only past such a mark, and
+// every entry has a place.
 //
 // Readers take no lock and write nothing. Writers (misses that cache an
 // entry, ristretto's callbacks that drop one) take mu, which also makes

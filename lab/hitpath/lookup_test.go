@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/oschwald/geoip2-golang/v2"
-	"github.com/oschwald/maxminddb-golang/v2"
 
 	"github.com/geocache/geocache"
 	"github.com/geocache/geocache/internal/pcpu"
@@ -43,7 +42,7 @@ func BenchmarkLookupOneProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w, err := newWideMap(r, stream)
+	w, err := workload.BlockMapOf(r, stream, func(rec *geoip2.City, n netip.Prefix) wide { return wide{rec, n.Bits()} })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -54,10 +53,10 @@ func BenchmarkLookupOneProcess(b *testing.B) {
 		lookup func(netip.Addr) result
 	}{
 		{"map24", func(a netip.Addr) result { return result{Record: m.Get(a)} }},
-		{"map24-wide", func(a netip.Addr) result { return result{Record: w.get(a).rec} }},
-		{"map24-result", w.result},
+		{"map24-wide", func(a netip.Addr) result { return result{Record: w.Get(a).rec} }},
+		{"map24-result", func(a netip.Addr) result { return buildResult(w, a) }},
 		{"map24-same-work", func(a netip.Addr) result {
-			res := w.result(a)
+			res := buildResult(w, a)
 			hits.Inc(0)
 			return res
 		}},
@@ -100,57 +99,18 @@ func BenchmarkLookupOneProcess(b *testing.B) {
 // work of every lookup.
 var results atomic.Pointer[geocache.Result[geoip2.City]]
 
-// wideMap is map24 holding each block's prefix length beside its record:
-// the data a Result needs. A block split into longer networks keeps one
-// of their lengths; the map is timed, not checked.
-type wideMap struct {
-	v4 map[uint32]wide
-	v6 map[uint64]wide
-}
-
+// wide is what map24-wide holds for a block: its record, and the length
+// of its network (of one of them, in a block the database splits: the map
+// is timed, not checked).
 type wide struct {
 	rec  *geoip2.City
 	bits int
 }
 
-func newWideMap(r *maxminddb.Reader, stream []netip.Addr) (*wideMap, error) {
-	w := &wideMap{v4: map[uint32]wide{}, v6: map[uint64]wide{}}
-	byOff := map[uintptr]*geoip2.City{}
-	for _, a := range stream {
-		res := r.Lookup(a)
-		rec := byOff[res.Offset()]
-		if rec == nil {
-			rec = new(geoip2.City)
-			if err := res.Decode(rec); err != nil {
-				return nil, err
-			}
-			byOff[res.Offset()] = rec
-		}
-		p := res.Prefix()
-		bits := p.Bits()
-		if a.Is4() && p.Addr().Is6() { // the IPv4 subtree, as ::ffff:0:0/96 and longer
-			bits -= 96
-		}
-		if a.Is4() {
-			w.v4[workload.Block24(a)] = wide{rec, bits}
-		} else {
-			w.v6[workload.Block48(a)] = wide{rec, bits}
-		}
-	}
-	return w, nil
-}
-
-func (w *wideMap) get(a netip.Addr) wide {
-	if a.Is4() {
-		return w.v4[workload.Block24(a)]
-	}
-	return w.v6[workload.Block48(a)]
-}
-
-// result builds the Result that Lookup returns: the record, and the
-// network masked from the address.
-func (w *wideMap) result(a netip.Addr) (res geocache.Result[geoip2.City]) {
-	v := w.get(a)
+// buildResult builds the Result that Lookup returns from w's value for a:
+// the record, and the network masked from the address.
+func buildResult(w *workload.BlockMap[wide], a netip.Addr) (res geocache.Result[geoip2.City]) {
+	v := w.Get(a)
 	if v.rec != nil {
 		res.Record, res.Found = v.rec, true
 	}
